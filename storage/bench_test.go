@@ -1,0 +1,125 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+var queueSize = flag.Int("queue-size", 1_000_000, "recipients in the queue for BenchmarkLargeQueue")
+
+// fillQueue inserts n recipients (10 per message, spread over 1,000
+// domains and over the next day) with SQL alone, so that filling a million
+// takes seconds rather than a million round trips.
+func fillQueue(b *testing.B, s *Store, n int, now time.Time) {
+	b.Helper()
+	ctx := context.Background()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		msgs := (n + 9) / 10
+		if _, err := tx.ExecContext(ctx, `WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?)
+			INSERT INTO messages(id, sender, size, received_at, subject)
+			SELECT i, 'sender' || (i % 100) || '@example.com', 4096, ?, 'Newsletter ' || i FROM seq`, msgs, ms(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ? - 1)
+			INSERT INTO recipients(message_id, address, domain, state, next_attempt, updated_at)
+			SELECT i / 10 + 1, 'user' || i || '@d' || (i % 1000) || '.example', 'd' || (i % 1000) || '.example',
+				CASE WHEN i % 7 = 0 THEN 'deferred' ELSE 'queued' END, ? + (i % 86400) * 1000, ? FROM seq`,
+			n, ms(now), ms(now))
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkLargeQueue shows the scheduler's and the queue view's questions
+// at a million queued recipients (override with -queue-size). Each must stay
+// well under 50 ms an operation.
+func BenchmarkLargeQueue(b *testing.B) {
+	s := openTest(b)
+	now := time.Now()
+	start := time.Now()
+	fillQueue(b, s, *queueSize, now)
+	b.Logf("filled %d recipients in %s", *queueSize, time.Since(start).Round(time.Millisecond))
+	ctx := context.Background()
+
+	b.Run("ClaimDue100", func(b *testing.B) {
+		for b.Loop() {
+			due, err := s.ClaimDue(ctx, now.Add(time.Hour), 100, time.Hour)
+			if err != nil || len(due) != 100 {
+				b.Fatalf("claimed %d: %v", len(due), err)
+			}
+			b.StopTimer()
+			if _, err := s.ReleaseClaims(ctx, now); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("NextDue", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := s.NextDue(ctx); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("ListPage", func(b *testing.B) {
+		for b.Loop() {
+			if rows, err := s.List(ctx, Filter{Limit: 100}); err != nil || len(rows) != 100 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
+	b.Run("ListPageDeferred", func(b *testing.B) {
+		for b.Loop() {
+			if rows, err := s.List(ctx, Filter{States: []State{Deferred}, Limit: 100, BeforeID: int64(*queueSize / 2)}); err != nil || len(rows) != 100 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
+	b.Run("ListPageBySender", func(b *testing.B) {
+		for b.Loop() {
+			if rows, err := s.List(ctx, Filter{Sender: "sender7@example.com", Limit: 100}); err != nil || len(rows) != 100 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
+	b.Run("ListPageByRecipient", func(b *testing.B) {
+		for b.Loop() {
+			if rows, err := s.List(ctx, Filter{Recipient: "user12345@d345.example", Limit: 100}); err != nil || len(rows) != 1 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
+	b.Run("ListPageText", func(b *testing.B) {
+		for b.Loop() {
+			if rows, err := s.List(ctx, Filter{Text: "newsletter", Limit: 100}); err != nil || len(rows) != 100 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
+	b.Run("CountByState", func(b *testing.B) {
+		for b.Loop() {
+			if counts, err := s.CountByState(ctx); err != nil || counts[Queued]+counts[Deferred] != *queueSize {
+				b.Fatal(counts, err)
+			}
+		}
+	})
+}
+
+// BenchmarkEnqueue4K is the intake's write: one 4 KiB message, one
+// recipient, committed to disk.
+func BenchmarkEnqueue4K(b *testing.B) {
+	s := openTest(b)
+	body := strings.Repeat("x", 4094) + "\r\n"
+	m := &NewMessage{Sender: "a@example.com", Recipients: []string{"b@example.net"}, ReceivedAt: time.Now()}
+	for b.Loop() {
+		if _, err := s.Enqueue(context.Background(), m, strings.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,494 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// State is a recipient's delivery state.
+//
+//	queued -> sending -> sent
+//	             |-> deferred -> sending -> ... (4xx, network errors)
+//	             |-> bounced   (5xx; the sender is owed a DSN)
+//	             `-> expired   (still failing past the queue lifetime; DSN owed)
+//	held       set aside by a user or a limit; not delivered until released
+//	scheduled  not to be sent before next_attempt
+//
+// "sending" is a claim: a scheduler took the recipient and set next_attempt
+// to the end of its lease. Should the process die, the claim is released at
+// the next start (or when the lease runs out), so the mail is sent again:
+// delivery is at least once.
+type State string
+
+// The states.
+const (
+	Queued    State = "queued"
+	Sending   State = "sending"
+	Deferred  State = "deferred"
+	Scheduled State = "scheduled"
+	Held      State = "held"
+	Sent      State = "sent"
+	Bounced   State = "bounced"
+	Expired   State = "expired"
+)
+
+// States lists every state, in the order a person reads a queue summary.
+var States = []State{Queued, Scheduled, Sending, Deferred, Held, Sent, Bounced, Expired}
+
+// Final reports whether a recipient in this state is done with.
+func (s State) Final() bool { return s == Sent || s == Bounced || s == Expired }
+
+// chunkSize is how much of a body one row holds: large enough that a typical
+// message is one row, small enough that reading a 25 MB body never needs it
+// whole in memory.
+const chunkSize = 256 << 10
+
+// NewMessage is what Enqueue stores.
+type NewMessage struct {
+	Sender     string
+	Recipients []string // addresses; the domain is taken after the last '@'
+	ClientAddr string
+	ClientHelo string
+	AuthUser   string
+	ReceivedAt time.Time
+	NotBefore  time.Time // zero: deliver at once
+	Subject    string
+	MessageID  string
+	EightBit   bool
+	SMTPUTF8   bool
+	IsDSN      bool
+}
+
+// Enqueue stores a message and its recipients in one transaction and returns
+// the message's ID once it is on disk. The body is read from body in chunks.
+// A body that cannot be read in full stores nothing.
+func (s *Store) Enqueue(ctx context.Context, m *NewMessage, body io.Reader) (int64, error) {
+	if len(m.Recipients) == 0 {
+		return 0, errors.New("a message needs at least one recipient")
+	}
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, err = insertMessage(ctx, tx, m, body)
+		return err
+	})
+	return id, err
+}
+
+func insertMessage(ctx context.Context, tx *sql.Tx, m *NewMessage, body io.Reader) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO messages
+		(sender, client_addr, client_helo, auth_user, received_at, not_before, subject, message_id, eight_bit, smtputf8, is_dsn)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.Sender, m.ClientAddr, m.ClientHelo, m.AuthUser, ms(m.ReceivedAt), ms(m.NotBefore),
+		m.Subject, m.MessageID, boolInt(m.EightBit), boolInt(m.SMTPUTF8), boolInt(m.IsDSN))
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	size, err := writeChunks(ctx, tx, id, body)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE messages SET size = ? WHERE id = ?", size, id); err != nil {
+		return 0, err
+	}
+	state, next := Queued, ms(m.ReceivedAt)
+	if m.NotBefore.After(m.ReceivedAt) {
+		state, next = Scheduled, ms(m.NotBefore)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO recipients
+		(message_id, address, domain, state, next_attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	for _, rcpt := range m.Recipients {
+		if _, err := stmt.ExecContext(ctx, id, rcpt, Domain(rcpt), state, next, ms(m.ReceivedAt)); err != nil {
+			return 0, err
+		}
+	}
+	return id, bump(ctx, tx, "received", m.ReceivedAt, 1)
+}
+
+func writeChunks(ctx context.Context, tx *sql.Tx, id int64, body io.Reader) (int64, error) {
+	buf := make([]byte, chunkSize)
+	var size int64
+	for seq := 0; ; seq++ {
+		n, err := io.ReadFull(body, buf)
+		if n > 0 || seq == 0 {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO message_chunks(message_id, seq, data) VALUES (?, ?, ?)", id, seq, buf[:n]); err != nil {
+				return 0, err
+			}
+			size += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return size, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading the message body: %w", err)
+		}
+	}
+}
+
+// Domain returns the lower-cased domain of an address (after its last '@').
+func Domain(address string) string {
+	i := strings.LastIndexByte(address, '@')
+	return strings.ToLower(strings.TrimSuffix(address[i+1:], "."))
+}
+
+// OpenBody returns a reader of a message's stored bytes. It holds one chunk
+// in memory at a time.
+func (s *Store) OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE id = ?", messageID).Scan(&n); err != nil {
+		return nil, classify(err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("message %d: %w", messageID, ErrNotFound)
+	}
+	return &bodyReader{ctx: ctx, db: s.db, id: messageID}, nil
+}
+
+type bodyReader struct {
+	ctx  context.Context
+	db   *sql.DB
+	id   int64
+	seq  int
+	buf  []byte
+	done bool
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		err := r.db.QueryRowContext(r.ctx, "SELECT data FROM message_chunks WHERE message_id = ? AND seq = ?", r.id, r.seq).Scan(&r.buf)
+		if errors.Is(err, sql.ErrNoRows) {
+			r.done = true
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading message %d: %w", r.id, err)
+		}
+		r.seq++
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *bodyReader) Close() error { r.done, r.buf = true, nil; return nil }
+
+// Due is a recipient claimed for delivery, with what the deliverer needs of
+// its message.
+type Due struct {
+	RecipientID int64
+	MessageID   int64
+	Address     string
+	Domain      string
+	Attempts    int
+	Sender      string
+	Size        int64
+	ReceivedAt  time.Time
+	NotBefore   time.Time
+	EightBit    bool
+	SMTPUTF8    bool
+	IsDSN       bool
+}
+
+// Start is when the message's queue lifetime starts: its scheduled time, or
+// its arrival.
+func (d *Due) Start() time.Time {
+	if d.NotBefore.After(d.ReceivedAt) {
+		return d.NotBefore
+	}
+	return d.ReceivedAt
+}
+
+// ClaimDue claims up to limit recipients whose next attempt is due at now,
+// most overdue first, and marks them "sending" until now+lease. Callers
+// group the result by Domain to share connections.
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Due, error) {
+	var out []Due
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT r.id, r.message_id, r.address, r.domain, r.attempts,
+				m.sender, m.size, m.received_at, m.not_before, m.eight_bit, m.smtputf8, m.is_dsn
+			FROM recipients r JOIN messages m ON m.id = r.message_id
+			WHERE r.next_attempt <= ?
+			ORDER BY r.next_attempt LIMIT ?`, ms(now), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d Due
+			var recv, notBefore int64
+			if err := rows.Scan(&d.RecipientID, &d.MessageID, &d.Address, &d.Domain, &d.Attempts,
+				&d.Sender, &d.Size, &recv, &notBefore, &d.EightBit, &d.SMTPUTF8, &d.IsDSN); err != nil {
+				return err
+			}
+			d.ReceivedAt, d.NotBefore = fromMS(recv), fromMS(notBefore)
+			out = append(out, d)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, "UPDATE recipients SET state = 'sending', next_attempt = ?, updated_at = ? WHERE id = ?")
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, d := range out {
+			if _, err := stmt.ExecContext(ctx, ms(now.Add(lease)), ms(now), d.RecipientID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NextDue returns when the earliest waiting recipient becomes due, and false
+// when nothing waits.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT next_attempt FROM recipients
+		WHERE next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1`).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, classify(err)
+	}
+	return nullMS(next), next.Valid, nil
+}
+
+// ReleaseClaims makes every "sending" recipient due again at now. A single
+// node calls it at start: whatever was in flight when the last process
+// stopped is tried again.
+func (s *Store) ReleaseClaims(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE recipients SET state = 'deferred', next_attempt = ?, updated_at = ?
+			WHERE state = 'sending'`, ms(now), ms(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+// Result is the outcome of one delivery attempt to one recipient.
+type Result struct {
+	RecipientID int64
+	State       State     // Sent, Deferred, Bounced or Expired
+	NextAttempt time.Time // for Deferred
+	At          time.Time
+	Host        string
+	Code        int
+	Text        string
+	Duration    time.Duration
+	TLS         string // e.g. "TLS1.3 verified", "" for plain text
+	Notify      bool   // the sender is owed a DSN (Bounced or Expired, not for a null sender)
+}
+
+// RecordResults stores the outcomes of attempts, with their attempt-log
+// rows and counters, in one transaction.
+//
+// A recipient that is no longer claimed (a user held, rescheduled or
+// deleted it while it was in flight) keeps what the user decided, unless it
+// was sent: a sent message is recorded as sent whatever else happened.
+func (s *Store) RecordResults(ctx context.Context, results []Result) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		update, err := tx.PrepareContext(ctx, `UPDATE recipients SET state = ?, attempts = attempts + 1,
+			next_attempt = ?, last_code = ?, last_error = ?, next_hop = ?, updated_at = ?, notify = ?
+			WHERE id = ? AND (state = 'sending' OR ? = 'sent')`)
+		if err != nil {
+			return err
+		}
+		defer update.Close()
+		logAttempt, err := tx.PrepareContext(ctx, `INSERT INTO attempts(recipient_id, at, host, code, text, duration_ms, tls)
+			SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?)`)
+		if err != nil {
+			return err
+		}
+		defer logAttempt.Close()
+		for _, r := range results {
+			var next any
+			if r.State == Deferred {
+				next = ms(r.NextAttempt)
+			}
+			if _, err := update.ExecContext(ctx, string(r.State), next, r.Code, r.Text, r.Host, ms(r.At),
+				boolInt(r.Notify), r.RecipientID, string(r.State)); err != nil {
+				return err
+			}
+			if _, err := logAttempt.ExecContext(ctx, r.RecipientID, ms(r.At), r.Host, r.Code, r.Text,
+				r.Duration.Milliseconds(), r.TLS, r.RecipientID); err != nil {
+				return err
+			}
+			if err := bump(ctx, tx, string(r.State), r.At, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetDKIM records how a message was signed at its last delivery.
+func (s *Store) SetDKIM(ctx context.Context, messageID int64, dkim string) error {
+	_, err := s.db.ExecContext(ctx, "UPDATE messages SET dkim = ? WHERE id = ? AND dkim <> ?", dkim, messageID, dkim)
+	return classify(err)
+}
+
+// OwedRecipient is a failed recipient whose sender has not yet been told.
+type OwedRecipient struct {
+	RecipientID int64
+	Address     string
+	State       State
+	Code        int
+	Text        string
+	Host        string
+	At          time.Time
+}
+
+// OwedBounce is one message whose sender is owed a DSN.
+type OwedBounce struct {
+	Message    Message
+	Recipients []OwedRecipient
+}
+
+// OwedBounces returns up to limit messages with recipients that failed and
+// whose sender has not been sent a DSN yet. The engine builds one DSN per
+// message and hands it to EnqueueBounce.
+func (s *Store) OwedBounces(ctx context.Context, limit int) ([]OwedBounce, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT message_id FROM recipients WHERE notify = 1 LIMIT ?", limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []OwedBounce
+	for _, id := range ids {
+		m, err := s.Message(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		ob := OwedBounce{Message: *m}
+		rows, err := s.db.QueryContext(ctx, `SELECT id, address, state, last_code, last_error, next_hop, updated_at
+			FROM recipients WHERE message_id = ? AND notify = 1 ORDER BY id`, id)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for rows.Next() {
+			var r OwedRecipient
+			var at int64
+			if err := rows.Scan(&r.RecipientID, &r.Address, &r.State, &r.Code, &r.Text, &r.Host, &at); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			r.At = fromMS(at)
+			ob.Recipients = append(ob.Recipients, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, ob)
+	}
+	return out, nil
+}
+
+// EnqueueBounce queues a DSN and marks the recipients it reports on as
+// notified, in one transaction: the sender gets exactly one DSN for them,
+// even across a crash. A nil m only marks them (for a null sender, who is
+// never sent a DSN).
+func (s *Store) EnqueueBounce(ctx context.Context, m *NewMessage, body io.Reader, recipientIDs []int64) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if m != nil {
+			var err error
+			if id, err = insertMessage(ctx, tx, m, body); err != nil {
+				return err
+			}
+		}
+		for _, rid := range recipientIDs {
+			if _, err := tx.ExecContext(ctx, "UPDATE recipients SET notify = 0 WHERE id = ?", rid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return id, err
+}
+
+// bump adds n to a per-minute counter.
+func bump(ctx context.Context, tx *sql.Tx, name string, at time.Time, n int) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO counters(name, bucket, n) VALUES (?, ?, ?)
+		ON CONFLICT(name, bucket) DO UPDATE SET n = n + excluded.n`, name, at.Unix()/60, n)
+	return err
+}
+
+// AddCounters adds to per-minute counters (for example refusals by reason,
+// which the engine gathers in memory and writes now and then).
+func (s *Store) AddCounters(ctx context.Context, at time.Time, counts map[string]int) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for name, n := range counts {
+			if err := bump(ctx, tx, name, at, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Counter is one per-minute counter value.
+type Counter struct {
+	Name   string
+	Minute time.Time
+	N      int
+}
+
+// Counters returns the per-minute counters from since on.
+func (s *Store) Counters(ctx context.Context, since time.Time) ([]Counter, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name, bucket, n FROM counters WHERE bucket >= ? ORDER BY bucket, name", since.Unix()/60)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []Counter
+	for rows.Next() {
+		var c Counter
+		var bucket int64
+		if err := rows.Scan(&c.Name, &bucket, &c.N); err != nil {
+			return nil, err
+		}
+		c.Minute = time.Unix(bucket*60, 0)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
