@@ -384,3 +384,43 @@ func TestValues(t *testing.T) {
 		t.Fatal("value still set after removal")
 	}
 }
+
+func TestDKIMKeysNewestFirst(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	s.SaveDKIMKey(ctx, DKIMKey{Domain: "example.com", Selector: "old", Algorithm: "ed25519", PrivateKeyPEM: []byte("k1"), Created: t0})
+	s.SaveDKIMKey(ctx, DKIMKey{Domain: "example.com", Selector: "new", Algorithm: "ed25519", PrivateKeyPEM: []byte("k2"), Created: t0.Add(time.Hour)})
+	if err := s.SaveDKIMKey(ctx, DKIMKey{Domain: "example.com", Selector: "new", Algorithm: "ed25519", PrivateKeyPEM: []byte("k3"), Created: t0}); err == nil {
+		t.Fatal("a second key with the same selector was stored")
+	}
+	keys, err := s.DKIMKeys(ctx, "example.com")
+	if err != nil || len(keys) != 2 || keys[0].Selector != "new" || string(keys[1].PrivateKeyPEM) != "k1" {
+		t.Fatalf("keys = %+v, %v", keys, err)
+	}
+	if err := s.RemoveDKIMKey(ctx, "example.com", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDKIMKey(ctx, "example.com", "old"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing a missing key: %v", err)
+	}
+	if keys, _ := s.DKIMKeys(ctx, ""); len(keys) != 1 {
+		t.Fatalf("%d keys left, want 1", len(keys))
+	}
+}
+
+func TestLeaseExpiryMakesClaimDueAgain(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	enqueue(t, s, "a@x.example", "1\r\n", "r@y.example")
+	if due, _ := s.ClaimDue(ctx, t0, 10, time.Minute); len(due) != 1 {
+		t.Fatal("nothing claimed")
+	}
+	if due, _ := s.ClaimDue(ctx, t0.Add(59*time.Second), 10, time.Minute); len(due) != 0 {
+		t.Fatal("claimed again within the lease")
+	}
+	if due, _ := s.ClaimDue(ctx, t0.Add(time.Minute), 10, time.Minute); len(due) != 1 {
+		t.Fatal("not due again after the lease ran out")
+	}
+}
