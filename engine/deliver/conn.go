@@ -1,0 +1,93 @@
+package deliver
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// trackConn is the raw connection under go-smtp's Client (and under TLS).
+// It gives every write a deadline, which go-smtp does not set while message
+// data is written, and remembers whether a write failed, which tells whether
+// the final "." can have reached the server.
+type trackConn struct {
+	net.Conn
+	writeTimeout time.Duration
+	writeFailed  bool
+}
+
+// Write sets a fresh write deadline and records failures.
+func (c *trackConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.writeFailed = true
+	}
+	return n, err
+}
+
+// greetedConn replays a greeting before the real data, for a Client made on a
+// connection that has just finished STARTTLS.
+type greetedConn struct {
+	net.Conn
+	pre []byte
+}
+
+// Read returns the replayed greeting first.
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if len(g.pre) > 0 {
+		n := copy(p, g.pre)
+		g.pre = g.pre[n:]
+		return n, nil
+	}
+	return g.Conn.Read(p)
+}
+
+// bodyReader remembers read errors, to tell a broken message source from a
+// broken connection.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// loginClient is the client side of the obsolete but common LOGIN
+// mechanism. go-sasl's own sends the user name as an initial response and
+// insists on the exact challenge "Password:", which not every server uses;
+// this one sends no initial response and answers the challenges by what they
+// ask for ("Username:", "Password:"), else by their order.
+type loginClient struct {
+	username, password string
+	step               int
+}
+
+// Start implements sasl.Client.
+func (a *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
+
+// Next implements sasl.Client.
+func (a *loginClient) Next(challenge []byte) ([]byte, error) {
+	a.step++
+	ch := strings.ToLower(string(challenge))
+	switch {
+	case strings.Contains(ch, "user"):
+		return []byte(a.username), nil
+	case strings.Contains(ch, "pass"):
+		return []byte(a.password), nil
+	case a.step == 1:
+		return []byte(a.username), nil
+	case a.step == 2:
+		return []byte(a.password), nil
+	}
+	return nil, errors.New("unexpected AUTH LOGIN challenge")
+}
