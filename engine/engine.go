@@ -1,0 +1,288 @@
+// Package engine is Postroom's mail relay: the SMTP server that takes mail
+// in, the scheduler that delivers it (direct to MX or through a smarthost),
+// retries, bounces, and the queue operations that the command line and the
+// window offer. It keeps everything durable through a Store and publishes
+// what happens as Events. It never imports the GUI toolkit.
+//
+// The life of a message:
+//
+//  1. A client's DATA is normalised (CRLF lines, no NUL) into a spool, a
+//     Received header is put in front, and the whole is committed to the
+//     store in one transaction before the client is told "250".
+//  2. The scheduler wakes for new mail, for the earliest due retry and at
+//     least every queue_scan_interval. It claims due recipients in batches,
+//     groups them by next hop and hands each group to a worker; the number
+//     of workers is bounded by delivery.max_connections.
+//  3. A worker opens one connection for its group and sends each message
+//     over it. Each recipient is judged on its own reply: 2xx is sent, 5xx
+//     bounces, 4xx and network errors defer with an exponentially growing,
+//     jittered delay (the jitter keeps a restart from retrying everything at
+//     the same instant). Past queue_lifetime a failure expires instead.
+//  4. Bounced and expired recipients are marked as owed a DSN. A sweep
+//     builds one RFC 3464 report per message for what failed and queues it
+//     in the same transaction that clears the debt, so the sender gets
+//     exactly one. Mail from the null sender is never bounced.
+//
+// A crash at any point loses nothing that was acknowledged: claims left
+// "sending" are released at the next start and sent again (at least once).
+package engine
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"postroom/engine/config"
+	"postroom/engine/deliver"
+	"postroom/engine/policy"
+	"postroom/storage"
+)
+
+// Store is what the engine needs of durable storage. *storage.Store
+// implements it; it asks for claims and pages, never for cursors, so that a
+// PostgreSQL store can implement it too.
+type Store interface {
+	Enqueue(ctx context.Context, m *storage.NewMessage, body io.Reader) (int64, error)
+	OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error)
+	ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]storage.Due, error)
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	ReleaseClaims(ctx context.Context, now time.Time) (int, error)
+	RecordResults(ctx context.Context, results []storage.Result) error
+	SetDKIM(ctx context.Context, messageID int64, dkim string) error
+	OwedBounces(ctx context.Context, limit int) ([]storage.OwedBounce, error)
+	EnqueueBounce(ctx context.Context, m *storage.NewMessage, body io.Reader, recipientIDs []int64) (int64, error)
+
+	Message(ctx context.Context, id int64) (*storage.Message, error)
+	Recipients(ctx context.Context, messageID int64) ([]storage.Recipient, error)
+	Attempts(ctx context.Context, messageID int64) ([]storage.Attempt, error)
+	List(ctx context.Context, f storage.Filter) ([]storage.Row, error)
+	CountByState(ctx context.Context) (map[storage.State]int, error)
+	Apply(ctx context.Context, messageID int64, action storage.Action, at, now time.Time, reason string) (int, error)
+	AddCounters(ctx context.Context, at time.Time, counts map[string]int) error
+	Counters(ctx context.Context, since time.Time) ([]storage.Counter, error)
+
+	SaveDKIMKey(ctx context.Context, k storage.DKIMKey) error
+	DKIMKeys(ctx context.Context, domain string) ([]storage.DKIMKey, error)
+	RemoveDKIMKey(ctx context.Context, domain, selector string) error
+
+	Settings(ctx context.Context) (doc string, version int, found bool, err error)
+	SaveSettings(ctx context.Context, doc string, now time.Time) (int, error)
+	Value(ctx context.Context, name string) ([]byte, bool, error)
+	SetValue(ctx context.Context, name string, value []byte) error
+}
+
+// Options configure an Engine. Only Store is required.
+type Options struct {
+	Store  Store
+	Logger *slog.Logger     // default: discard
+	Now    func() time.Time // default: time.Now; tests inject a clock
+	// SpoolDir holds message data being received that is larger than fits
+	// in memory; default os.TempDir().
+	SpoolDir string
+
+	// For tests and special set-ups: the DNS resolver (default from the
+	// delivery.resolver setting), the roots that verify next hops'
+	// certificates (default: the system's), the port of MX hosts (25) and
+	// the outbound dialer.
+	Resolver deliver.Resolver
+	RootCAs  *x509.CertPool
+	MXPort   int
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TXTResolver answers the DNS check's TXT lookups (default: the
+	// system's resolver, or delivery.resolver).
+	TXTResolver interface {
+		LookupTXT(ctx context.Context, name string) ([]string, error)
+	}
+	// Listener, when set, replaces the listen address and port of the
+	// settings (tests listen on 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// Engine is one relay. Create it with New; Start runs it; the queue and
+// settings methods work whether or not it runs.
+type Engine struct {
+	opts  Options
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu       sync.Mutex
+	settings config.Settings
+	version  int // of the stored settings in effect; 0 = defaults
+	policy   *policy.Policy
+	listener net.Listener
+	server   *smtpServer
+	cancel   context.CancelFunc
+	done     chan struct{}
+
+	active   int        // delivery workers running
+	bounceMu sync.Mutex // one bounce sweep at a time
+
+	wake   chan struct{} // new mail or a queue change: look again now
+	events *hub
+	stats  *refusals
+}
+
+// New returns an engine on the given store. It reads nothing yet.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	return &Engine{
+		opts:   opts,
+		store:  opts.Store,
+		log:    opts.Logger,
+		now:    opts.Now,
+		wake:   make(chan struct{}, 1),
+		events: newHub(),
+		stats:  newRefusals(),
+	}
+}
+
+// Start loads the settings, releases claims left by a previous process,
+// opens the listener and starts the scheduler. It returns once the relay
+// accepts connections.
+func (e *Engine) Start(ctx context.Context) error {
+	if err := e.Load(ctx); err != nil {
+		return err
+	}
+	s := e.Settings()
+	n, err := e.store.ReleaseClaims(ctx, e.now())
+	if err != nil {
+		return fmt.Errorf("releasing interrupted deliveries: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
+	}
+	ln := e.opts.Listener
+	if ln == nil {
+		addr := net.JoinHostPort(s.Listen.Address, fmt.Sprint(s.Listen.Port))
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", addr, err)
+		}
+	}
+	e.mu.Lock()
+	e.listener = ln
+	e.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.done = make(chan struct{})
+	e.server = newSMTPServer(e)
+	go e.server.serve(ln)
+	go func() {
+		defer close(e.done)
+		e.schedule(runCtx)
+	}()
+	go e.flushCounters(runCtx)
+	e.log.Info("postroom started", "listen", ln.Addr().String(), "mode", s.Delivery.Mode, "hostname", s.Hostname)
+	e.publish(Event{Kind: EventStarted, Text: "listening on " + ln.Addr().String()})
+	return nil
+}
+
+// Load reads the settings in effect. Start calls it; the queue and settings
+// methods need it when the engine does not run (the command line).
+func (e *Engine) Load(ctx context.Context) error {
+	s, version, err := loadSettings(ctx, e.store)
+	if err != nil {
+		return err
+	}
+	pol, err := newPolicy(&s)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.settings, e.policy, e.version = s, pol, version
+	e.mu.Unlock()
+	return nil
+}
+
+// Shutdown stops accepting connections and new deliveries, waits for
+// sessions and deliveries in flight until ctx ends, and then abandons them
+// (their claims are released at the next start).
+func (e *Engine) Shutdown(ctx context.Context) error {
+	if e.server == nil {
+		return nil
+	}
+	var errs []error
+	if err := e.server.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		errs = append(errs, err)
+	}
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("deliveries still running at shutdown: %w", ctx.Err()))
+	}
+	e.stats.flush(context.WithoutCancel(ctx), e)
+	e.log.Info("postroom stopped")
+	return errors.Join(errs...)
+}
+
+// ListenAddr is the address the SMTP server listens on, or "" when it does
+// not run.
+func (e *Engine) ListenAddr() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.listener == nil {
+		return ""
+	}
+	return e.listener.Addr().String()
+}
+
+// Settings returns the settings in effect.
+func (e *Engine) Settings() config.Settings {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.settings
+}
+
+// Wake asks the scheduler to look at the queue now.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+const pausedKey = "paused"
+
+// Paused reports whether sending is paused.
+func (e *Engine) Paused(ctx context.Context) (bool, error) {
+	v, found, err := e.store.Value(ctx, pausedKey)
+	return found && string(v) == "1", err
+}
+
+// SetPaused stops or restarts all sending; intake goes on. The setting is
+// kept across restarts.
+func (e *Engine) SetPaused(ctx context.Context, paused bool) error {
+	var v []byte
+	if paused {
+		v = []byte("1")
+	}
+	if err := e.store.SetValue(ctx, pausedKey, v); err != nil {
+		return err
+	}
+	e.log.Info("sending paused by the user", "paused", paused)
+	e.publish(Event{Kind: EventPaused, Paused: paused})
+	e.Wake()
+	return nil
+}
+
+func newPolicy(s *config.Settings) (*policy.Policy, error) {
+	a := s.Access
+	return policy.New(a.TrustedNetworks, a.BlockedNetworks, a.AllowedSenders, a.BlockedSenders, a.AllowedRecipients, a.BlockedRecipients)
+}

@@ -1,0 +1,387 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"postroom/engine/config"
+	"postroom/storage"
+)
+
+func allIn(state storage.State) func([]storage.Row) bool {
+	return func(rows []storage.Row) bool {
+		if len(rows) == 0 {
+			return false
+		}
+		for _, r := range rows {
+			if r.State != state {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestDeliveryThroughRoute(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	r := startRelay(t, testSettings(hop), Options{}, "")
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	m := hop.wait()
+	if m.From != "a@example.org" || len(m.To) != 1 || m.To[0] != "b@example.net" {
+		t.Fatalf("envelope at next hop: %q -> %v", m.From, m.To)
+	}
+	if !bytes.HasPrefix(m.Data, []byte("Received: from client.test")) {
+		t.Errorf("no Received header in front:\n%s", m.Data)
+	}
+	if !bytes.HasSuffix(m.Data, []byte("Subject: hello\r\nMessage-ID: <1@example.org>\r\n\r\nHi there.\r\n")) {
+		t.Errorf("body changed on the way:\n%q", m.Data)
+	}
+	rows := r.waitFor("sent", allIn(storage.Sent))
+	log, _ := r.store.Attempts(context.Background(), rows[0].MessageID)
+	if len(log) != 1 || log[0].Code != 250 || log[0].Host == "" {
+		t.Fatalf("attempt log = %+v", log)
+	}
+}
+
+func TestMXPreferenceFallback(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	s := testSettings(nil)
+	res := &fakeResolver{
+		mx: map[string][]*net.MX{"example.net": {
+			{Host: "mx2.example.net.", Pref: 20},
+			{Host: "mx1.example.net.", Pref: 10},
+		}},
+		// mx1 is 127.0.0.2, where nothing listens: the connection is
+		// refused and delivery must go on to mx2.
+		hosts: map[string][]string{"mx1.example.net": {"127.0.0.2"}, "mx2.example.net": {"127.0.0.1"}},
+	}
+	r := startRelay(t, s, Options{Resolver: res, MXPort: hop.port()}, "")
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	hop.wait()
+	rows := r.waitFor("sent", allIn(storage.Sent))
+	if rows[0].NextHop == "" || !strings.Contains(rows[0].NextHop, "mx2") {
+		t.Errorf("next hop recorded as %q, want mx2", rows[0].NextHop)
+	}
+}
+
+func TestNullMXBouncesAtOnce(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	s := testSettings(hop)
+	s.Delivery.Routes = []config.Route{{Domain: "example.org", Host: hop.addr()}} // the sender's domain, for the DSN
+	res := &fakeResolver{mx: map[string][]*net.MX{"nomail.test": {{Host: ".", Pref: 0}}}}
+	r := startRelay(t, s, Options{Resolver: res}, "")
+	r.mustSend("a@example.org", []string{"b@nomail.test"}, simpleBody)
+	dsn := hop.wait()
+	if dsn.From != "" || dsn.To[0] != "a@example.org" {
+		t.Fatalf("DSN envelope %q -> %v", dsn.From, dsn.To)
+	}
+}
+
+func TestSmarthostWithAuth(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	hop.Auth = map[string]string{"office": "s3cret"}
+	s := testSettings(nil)
+	s.Delivery.Mode = "smarthost"
+	s.Delivery.Smarthost = hop.addr()
+	s.Delivery.SmarthostTLS = "none"
+	s.Delivery.SmarthostUsername = "office"
+	s.Delivery.SmarthostPassword = "s3cret"
+	r := startRelay(t, s, Options{Resolver: &fakeResolver{}}, "")
+	r.mustSend("a@example.org", []string{"x@one.test", "y@two.test"}, simpleBody)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		m := hop.wait()
+		if m.Auth != "office:s3cret" {
+			t.Fatalf("smarthost saw auth %q", m.Auth)
+		}
+		for _, to := range m.To {
+			got[to] = true
+		}
+	}
+	r.waitFor("sent", allIn(storage.Sent))
+}
+
+func TestTemporaryFailureThenSuccess(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	fails := 1
+	hop.Reply = func(string) *smtp.SMTPError {
+		if fails > 0 {
+			fails--
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again"}
+		}
+		return nil
+	}
+	clk := newClock()
+	r := startRelay(t, testSettings(hop), Options{Now: clk.Now}, "")
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	rows := r.waitFor("deferred", allIn(storage.Deferred))
+	wait := rows[0].NextAttempt.Sub(clk.Now())
+	if wait < 40*time.Second || wait > 80*time.Second {
+		t.Fatalf("first retry in %s, want about retry_initial (1m) with jitter", wait)
+	}
+	if rows[0].LastCode != 451 || !strings.Contains(rows[0].LastError, "try again") {
+		t.Fatalf("last error %d %q", rows[0].LastCode, rows[0].LastError)
+	}
+	hop.none(100 * time.Millisecond)
+	clk.Advance(2 * time.Minute)
+	r.e.Wake()
+	hop.wait()
+	rows = r.waitFor("sent", allIn(storage.Sent))
+	if rows[0].Attempts != 2 {
+		t.Fatalf("attempts = %d, want 2", rows[0].Attempts)
+	}
+}
+
+// dsnOf parses a DSN and returns its report's per-recipient fields.
+func dsnOf(t *testing.T, data []byte) (human string, report string, headers string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("DSN content type %q %v", mt, params)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var parts []string
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		parts = append(parts, string(b))
+	}
+	if len(parts) != 3 {
+		t.Fatalf("DSN has %d parts, want 3", len(parts))
+	}
+	return parts[0], parts[1], parts[2]
+}
+
+func TestPermanentFailureGivesExactlyOneDSN(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	hop.Reply = func(rcpt string) *smtp.SMTPError {
+		if strings.HasPrefix(rcpt, "bad") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}
+	r := startRelay(t, testSettings(hop), Options{}, "")
+	r.mustSend("sender@example.com", []string{"good@example.net", "bad1@example.net", "bad2@example.net"}, simpleBody)
+	var dsns, delivered []received
+	for len(dsns)+len(delivered) < 2 {
+		m := hop.wait()
+		if m.From == "" {
+			dsns = append(dsns, m)
+		} else {
+			delivered = append(delivered, m)
+		}
+	}
+	if len(delivered) != 1 || len(delivered[0].To) != 1 || delivered[0].To[0] != "good@example.net" {
+		t.Fatalf("delivered = %+v", delivered)
+	}
+	if len(dsns) != 1 || dsns[0].To[0] != "sender@example.com" {
+		t.Fatalf("dsns = %+v", dsns)
+	}
+	_, report, headers := dsnOf(t, dsns[0].Data)
+	for _, want := range []string{"Final-Recipient: rfc822; bad1@example.net", "Final-Recipient: rfc822; bad2@example.net",
+		"Action: failed", "Status: 5.1.1", "Diagnostic-Code: smtp; 550"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if !strings.Contains(headers, "Subject: hello") {
+		t.Errorf("original headers missing from the DSN:\n%s", headers)
+	}
+	r.waitFor("all done", func(rows []storage.Row) bool {
+		final := 0
+		for _, row := range rows {
+			if row.State.Final() {
+				final++
+			}
+		}
+		return final == len(rows)
+	})
+	hop.none(200 * time.Millisecond) // and no second DSN
+}
+
+func TestLifetimeExpiryGivesOneDSN(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	hop.Reply = func(rcpt string) *smtp.SMTPError {
+		if rcpt == "sender@example.com" {
+			return nil // the DSN goes through
+		}
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "busy"}
+	}
+	s := testSettings(hop)
+	s.Delivery.QueueLifetime = config.Duration(3 * time.Hour)
+	clk := newClock()
+	r := startRelay(t, s, Options{Now: clk.Now}, "")
+	r.mustSend("sender@example.com", []string{"b@example.net"}, simpleBody)
+	for i := 0; i < 20; i++ {
+		r.waitFor("a deferral or the end", func(rows []storage.Row) bool {
+			return rows[len(rows)-1].State == storage.Deferred || rows[len(rows)-1].State == storage.Expired
+		})
+		rows, _ := r.store.List(context.Background(), storage.Filter{Sender: "sender@example.com"})
+		if rows[0].State == storage.Expired {
+			break
+		}
+		clk.Advance(time.Hour)
+		r.e.Wake()
+		r.waitFor("the retry", func(rows []storage.Row) bool {
+			last := rows[len(rows)-1]
+			return last.State == storage.Expired || last.Attempts >= i+2
+		})
+	}
+	m := hop.wait()
+	if m.From != "" || m.To[0] != "sender@example.com" {
+		t.Fatalf("expected the DSN, got %q -> %v", m.From, m.To)
+	}
+	human, report, _ := dsnOf(t, m.Data)
+	if !strings.Contains(report, "Final-Recipient: rfc822; b@example.net") || !strings.Contains(human, "3h") {
+		t.Errorf("expiry DSN does not say what and why:\n%s\n%s", human, report)
+	}
+	hop.none(200 * time.Millisecond)
+}
+
+func TestNullSenderNeverBounces(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	hop.Reply = func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	r := startRelay(t, testSettings(hop), Options{}, "")
+	r.mustSend("", []string{"b@example.net"}, simpleBody)
+	r.waitFor("bounced", allIn(storage.Bounced))
+	hop.none(300 * time.Millisecond)
+	owed, _ := r.store.OwedBounces(context.Background(), 10)
+	if len(owed) != 0 {
+		t.Fatalf("a DSN is still owed for a null sender: %+v", owed)
+	}
+	rows, _ := r.store.List(context.Background(), storage.Filter{})
+	if len(rows) != 1 {
+		t.Fatalf("queue has %d rows, want only the bounced original", len(rows))
+	}
+}
+
+func TestRestartResumesQueue(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	s := testSettings(hop)
+	dir := t.TempDir()
+	r := startRelay(t, s, Options{}, dir)
+	if err := r.e.SetPaused(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	r.waitFor("queued", allIn(storage.Queued))
+	r.stop()
+	r2 := startRelay(t, s, Options{}, dir)
+	if p, _ := r2.e.Paused(context.Background()); !p {
+		t.Fatal("paused flag lost across restart")
+	}
+	hop.none(200 * time.Millisecond)
+	r2.e.SetPaused(context.Background(), false)
+	hop.wait()
+	r2.waitFor("sent", allIn(storage.Sent))
+}
+
+func TestDisconnectMidDataLeavesNothing(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, testSettings(nil), Options{}, "")
+	c, err := net.Dial("tcp", r.e.ListenAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	expect := func(prefix string) {
+		t.Helper()
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading reply: %v", err)
+			}
+			if len(line) >= 4 && line[3] == '-' {
+				continue
+			}
+			if !strings.HasPrefix(line, prefix) {
+				t.Fatalf("reply %q, want %s", line, prefix)
+			}
+			return
+		}
+	}
+	expect("220")
+	for _, step := range []struct{ cmd, want string }{
+		{"EHLO client.test", "250"}, {"MAIL FROM:<a@example.org>", "250"},
+		{"RCPT TO:<b@example.net>", "250"}, {"DATA", "354"},
+	} {
+		c.Write([]byte(step.cmd + "\r\n"))
+		expect(step.want)
+	}
+	c.Write([]byte("Subject: half\r\n\r\nthis message never ends"))
+	c.Close()
+	// The server must notice the close and store nothing. Ask it something
+	// else on a new connection to be sure the old one was handled.
+	r.mustSend("a@example.org", []string{"other@example.net"}, simpleBody)
+	rows, _ := r.store.List(context.Background(), storage.Filter{})
+	if len(rows) != 1 || rows[0].Address != "other@example.net" {
+		t.Fatalf("queue after a broken DATA: %+v", rows)
+	}
+}
+
+func TestRelayDeniedOutsideTrustedNetworks(t *testing.T) {
+	t.Parallel()
+	s := testSettings(nil)
+	s.Access.TrustedNetworks = []string{"192.0.2.0/24"}
+	r := startRelay(t, s, Options{}, "")
+	err := r.send("a@example.org", []string{"b@example.net"}, simpleBody)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 554 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+		t.Fatalf("relay from an untrusted client: %v, want 554 5.7.1", err)
+	}
+	if rows, _ := r.store.List(context.Background(), storage.Filter{}); len(rows) != 0 {
+		t.Fatalf("%d rows queued", len(rows))
+	}
+}
+
+func TestOneConnectionForSeveralMessages(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	r := startRelay(t, testSettings(hop), Options{}, "")
+	ctx := context.Background()
+	r.e.SetPaused(ctx, true)
+	for i := 0; i < 5; i++ {
+		r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	}
+	r.e.SetPaused(ctx, false)
+	for i := 0; i < 5; i++ {
+		hop.wait()
+	}
+	r.waitFor("sent", allIn(storage.Sent))
+	if n := hop.connections(); n != 1 {
+		t.Fatalf("5 messages to one next hop took %d connections, want 1", n)
+	}
+}

@@ -1,0 +1,438 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"postroom/engine/config"
+	"postroom/engine/deliver"
+	"postroom/storage"
+)
+
+const (
+	// claimBatch is how many due recipients one claim takes.
+	claimBatch = 200
+	// claimLease is how long a claim stays "sending" before another node
+	// (or this one, after losing track) may take it again. It is far above
+	// any single delivery's timeouts.
+	claimLease = time.Hour
+)
+
+// schedule is the scheduler's loop. It runs until ctx ends, then waits for
+// the workers it started.
+func (e *Engine) schedule(ctx context.Context) {
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	e.sweepBounces(ctx)
+	for {
+		wait := e.dispatch(ctx, &workers)
+		if wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-e.wake:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// dispatch claims due mail and starts workers for it. It returns how long
+// to sleep before looking again (0 = at once).
+func (e *Engine) dispatch(ctx context.Context, workers *sync.WaitGroup) time.Duration {
+	e.reloadSettings(ctx)
+	s := e.Settings()
+	scan := s.Delivery.QueueScanInterval.Std()
+	paused, err := e.Paused(ctx)
+	if err != nil {
+		e.log.Error("reading the paused flag", "err", err)
+		return scan
+	}
+	if paused {
+		return scan
+	}
+	slots := e.freeSlots(s)
+	if slots == 0 {
+		return scan // a worker's end wakes us
+	}
+	now := e.now()
+	due, err := e.store.ClaimDue(ctx, now, min(claimBatch, slots*20), claimLease)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("claiming due mail", "err", err)
+		}
+		return scan
+	}
+	for _, group := range groupByHop(due, s.Delivery.Mode == "smarthost", s.Delivery.Routes) {
+		e.startWorker(ctx, workers, s, group)
+	}
+	if len(due) == min(claimBatch, slots*20) {
+		return 0
+	}
+	next, ok, err := e.store.NextDue(ctx)
+	if err != nil || !ok {
+		return scan
+	}
+	return min(max(next.Sub(e.now()), 0)+10*time.Millisecond, scan)
+}
+
+// group is a batch of claimed recipients that share a next hop, in message
+// order.
+type group struct {
+	domain string // the recipients' domain, or "" for the smarthost
+	due    []storage.Due
+}
+
+func groupByHop(due []storage.Due, smarthost bool, routes []config.Route) []group {
+	routed := make(map[string]bool, len(routes))
+	for _, r := range routes {
+		routed[strings.ToLower(r.Domain)] = true
+	}
+	idx := map[string]int{}
+	var out []group
+	for _, d := range due {
+		key := d.Domain
+		if smarthost && !routed[d.Domain] {
+			key = ""
+		}
+		i, ok := idx[key]
+		if !ok {
+			i = len(out)
+			idx[key] = i
+			out = append(out, group{domain: key})
+		}
+		out[i].due = append(out[i].due, d)
+	}
+	for _, g := range out {
+		sort.SliceStable(g.due, func(i, j int) bool { return g.due[i].MessageID < g.due[j].MessageID })
+	}
+	return out
+}
+
+func (e *Engine) freeSlots(s config.Settings) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return max(s.Delivery.MaxConnections-e.active, 0)
+}
+
+func (e *Engine) startWorker(ctx context.Context, workers *sync.WaitGroup, s config.Settings, g group) {
+	e.mu.Lock()
+	e.active++
+	e.mu.Unlock()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		defer func() {
+			e.mu.Lock()
+			e.active--
+			e.mu.Unlock()
+			e.Wake()
+		}()
+		e.deliverGroup(ctx, s, g)
+		e.sweepBounces(ctx)
+	}()
+}
+
+// transport builds the outbound configuration from the settings.
+func (e *Engine) transport(s config.Settings) *deliver.Config {
+	d := s.Delivery
+	routes := make(map[string]string, len(d.Routes))
+	for _, r := range d.Routes {
+		routes[strings.ToLower(strings.TrimSuffix(r.Domain, "."))] = r.Host
+	}
+	// The settings were validated, so the modes parse.
+	tlsMode, _ := deliver.ParseTLSMode(d.TLS)
+	cfg := &deliver.Config{
+		HeloName:       s.Hostname,
+		SourceIP:       d.SourceIP,
+		ConnectTimeout: d.ConnectTimeout.Std(),
+		CommandTimeout: 5 * time.Minute,
+		TLS:            tlsMode,
+		Routes:         routes,
+		RootCAs:        e.opts.RootCAs,
+		Resolver:       e.opts.Resolver,
+		Port:           e.opts.MXPort,
+		Dial:           e.opts.Dial,
+	}
+	if d.Mode == "smarthost" {
+		cfg.Smarthost = d.Smarthost
+		cfg.SmarthostTLS, _ = deliver.ParseSmarthostTLS(d.SmarthostTLS)
+		cfg.SmarthostUsername = d.SmarthostUsername
+		cfg.SmarthostPassword = d.SmarthostPassword
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = deliver.NewResolver(d.Resolver)
+	}
+	return cfg
+}
+
+// deliverGroup sends a group's messages over one connection, opening a
+// new one when a connection breaks, and records every outcome.
+func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
+	cfg := e.transport(s)
+	routeDomain := g.domain
+	if routeDomain == "" {
+		routeDomain = g.due[0].Domain
+	}
+	started := e.now()
+	route, err := cfg.Route(ctx, routeDomain)
+	if err != nil {
+		e.finish(ctx, s, g.due, failure{err: err, permanent: deliver.IsPermanent(err), started: started})
+		return
+	}
+	var sess *deliver.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	for _, msg := range byMessage(g.due) {
+		if ctx.Err() != nil {
+			return // left claimed; released at the next start
+		}
+		started := e.now()
+		if sess == nil {
+			sess, err = deliver.Dial(ctx, cfg, route)
+			if err != nil {
+				// A connection or login failure is never the recipient's
+				// fault: defer, as Postfix's soft bounce does, so that one
+				// wrong smarthost password does not bounce the whole queue.
+				e.finish(ctx, s, msg, failure{err: err, started: started})
+				continue
+			}
+		}
+		results, err := e.sendOne(ctx, sess, msg)
+		info := sess.Info()
+		if err != nil {
+			sess.Close()
+			sess = nil
+			text := err.Error()
+			if deliver.DuplicatePossible(err) {
+				text += " (the message may have been delivered already: a duplicate is possible)"
+			}
+			// Recipients refused before the failure keep their own replies;
+			// the rest share the connection's fate.
+			judged := make(map[string]bool, len(results))
+			for _, r := range results {
+				judged[r.Rcpt] = true
+			}
+			for _, d := range msg {
+				if !judged[d.Address] {
+					results = append(results, deliver.RcptResult{Rcpt: d.Address, Text: text, Permanent: deliver.IsPermanent(err), Host: info.Host})
+				}
+			}
+		} else if !sess.Usable() {
+			sess.Close()
+			sess = nil
+		}
+		e.record(ctx, s, msg, results, started, tlsFact(info))
+	}
+}
+
+func byMessage(due []storage.Due) [][]storage.Due {
+	var out [][]storage.Due
+	for i := 0; i < len(due); {
+		j := i + 1
+		for j < len(due) && due[j].MessageID == due[i].MessageID {
+			j++
+		}
+		out = append(out, due[i:j])
+		i = j
+	}
+	return out
+}
+
+func (e *Engine) sendOne(ctx context.Context, sess *deliver.Session, msg []storage.Due) ([]deliver.RcptResult, error) {
+	first := msg[0]
+	raw, err := e.store.OpenBody(ctx, first.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	// Signing happens here, at delivery, after every change to the header.
+	body, signing, done := e.signed(ctx, first.MessageID, raw)
+	defer done()
+	if err := e.store.SetDKIM(ctx, first.MessageID, signing); err != nil {
+		e.log.Warn("recording DKIM state", "id", first.MessageID, "err", err)
+	}
+	env := deliver.Envelope{
+		From:     first.Sender,
+		Size:     first.Size,
+		EightBit: first.EightBit,
+		SMTPUTF8: first.SMTPUTF8,
+		Body:     body,
+	}
+	for _, d := range msg {
+		env.To = append(env.To, d.Address)
+	}
+	return sess.Send(ctx, env)
+}
+
+func tlsFact(info deliver.ConnInfo) string {
+	if !info.TLS {
+		return ""
+	}
+	v := "not verified"
+	if info.CertVerified {
+		v = "verified"
+	}
+	return info.TLSVersion + " " + v
+}
+
+// failure is a whole-connection failure that applies to every recipient of
+// a message (or of a group).
+type failure struct {
+	err       error
+	permanent bool
+	started   time.Time
+	host      string
+	tls       string
+}
+
+// finish records one failure for all of the given recipients.
+func (e *Engine) finish(ctx context.Context, s config.Settings, due []storage.Due, f failure) {
+	code := 0
+	if f.permanent {
+		code = 550
+	}
+	var results []deliver.RcptResult
+	for _, d := range due {
+		results = append(results, deliver.RcptResult{Rcpt: d.Address, Code: code, Text: f.err.Error(), Permanent: f.permanent, Host: f.host})
+	}
+	e.log.Warn("delivery failed", "domain", due[0].Domain, "recipients", len(due), "permanent", f.permanent, "err", f.err)
+	e.record(ctx, s, due, results, f.started, f.tls)
+}
+
+// record turns per-recipient replies into queue states: 2xx sent, 5xx
+// bounced, anything else deferred (or expired past the queue lifetime).
+func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Due, replies []deliver.RcptResult, started time.Time, tls string) {
+	now := e.now()
+	byRcpt := make(map[string]deliver.RcptResult, len(replies))
+	for _, r := range replies {
+		byRcpt[r.Rcpt] = r
+	}
+	lifetime := s.Delivery.QueueLifetime.Std()
+	var results []storage.Result
+	for _, d := range due {
+		r, ok := byRcpt[d.Address]
+		if !ok {
+			r = deliver.RcptResult{Text: "no reply for this recipient"}
+		}
+		text := r.Text
+		if r.Enhanced != "" && !strings.HasPrefix(text, r.Enhanced) {
+			text = r.Enhanced + " " + text
+		}
+		res := storage.Result{RecipientID: d.RecipientID, At: now, Host: r.Host, Code: r.Code, Text: text,
+			Duration: now.Sub(started), TLS: tls}
+		expires := d.Start().Add(lifetime)
+		switch {
+		case r.Code >= 200 && r.Code < 300:
+			res.State = storage.Sent
+		case r.Permanent || r.Code >= 500:
+			res.State, res.Notify = storage.Bounced, d.Sender != "" && !d.IsDSN
+		case !now.Before(expires):
+			res.State, res.Notify = storage.Expired, d.Sender != "" && !d.IsDSN
+		default:
+			res.State = storage.Deferred
+			res.NextAttempt = now.Add(retryDelay(d.Attempts+1, s))
+			if res.NextAttempt.After(expires) {
+				res.NextAttempt = expires // one last try when the lifetime ends
+			}
+		}
+		results = append(results, res)
+	}
+	// The outcome must be recorded even while shutting down.
+	if err := e.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
+		e.log.Error("recording delivery results", "err", err)
+		return
+	}
+	for i, res := range results {
+		e.log.Info("delivery", "id", due[i].MessageID, "rcpt", due[i].Address, "state", res.State,
+			"code", res.Code, "host", res.Host, "text", res.Text, "attempt", due[i].Attempts+1)
+		e.publish(Event{Kind: EventDelivery, MessageID: due[i].MessageID, Recipient: due[i].Address,
+			State: res.State, Code: res.Code, Text: res.Text})
+	}
+}
+
+// retryDelay is the wait before attempt n (n >= 2 is a retry): it starts at
+// retry_initial and doubles up to retry_max, then is spread by ±20% at
+// random so that mail deferred together (after an outage, or a restart)
+// does not all come back at the same instant.
+func retryDelay(attempt int, s config.Settings) time.Duration {
+	initial := s.Delivery.RetryInitial.Std()
+	maxDelay := s.Delivery.RetryMax.Std()
+	d := initial
+	for i := 1; i < attempt && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * jitter)
+}
+
+// sweepBounces queues one DSN per message for its failed recipients. It is
+// serialised so that two workers never build a DSN for the same failure.
+func (e *Engine) sweepBounces(ctx context.Context) {
+	e.bounceMu.Lock()
+	defer e.bounceMu.Unlock()
+	for ctx.Err() == nil {
+		owed, err := e.store.OwedBounces(ctx, 50)
+		if err != nil {
+			e.log.Error("looking for owed bounces", "err", err)
+			return
+		}
+		if len(owed) == 0 {
+			return
+		}
+		for _, ob := range owed {
+			if err := e.bounce(ctx, ob); err != nil {
+				e.log.Error("queueing a bounce", "id", ob.Message.ID, "err", err)
+				return
+			}
+		}
+	}
+}
+
+func (e *Engine) bounce(ctx context.Context, ob storage.OwedBounce) error {
+	ids := make([]int64, len(ob.Recipients))
+	for i, r := range ob.Recipients {
+		ids[i] = r.RecipientID
+	}
+	if ob.Message.Sender == "" || ob.Message.IsDSN {
+		// Mail from <> never bounces (RFC 5321 section 4.5.5).
+		_, err := e.store.EnqueueBounce(ctx, nil, nil, ids)
+		return err
+	}
+	report, err := e.buildDSN(ctx, ob)
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	m := &storage.NewMessage{
+		Sender:     "",
+		Recipients: []string{ob.Message.Sender},
+		ClientAddr: "",
+		ReceivedAt: now,
+		Subject:    "Undelivered mail returned to sender",
+		IsDSN:      true,
+		SMTPUTF8:   ob.Message.SMTPUTF8,
+	}
+	id, err := e.store.EnqueueBounce(ctx, m, strings.NewReader(string(report)), ids)
+	if err != nil {
+		return err
+	}
+	e.log.Info("bounce queued", "id", id, "for", ob.Message.ID, "to", ob.Message.Sender, "recipients", len(ids))
+	e.publish(Event{Kind: EventBounce, MessageID: ob.Message.ID, Text: fmt.Sprintf("returned to %s", ob.Message.Sender)})
+	e.Wake()
+	return nil
+}
