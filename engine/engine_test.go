@@ -385,3 +385,37 @@ func TestOneConnectionForSeveralMessages(t *testing.T) {
 		t.Fatalf("5 messages to one next hop took %d connections, want 1", n)
 	}
 }
+
+func TestEHLOAdvertisesExtensions(t *testing.T) {
+	t.Parallel()
+	s := testSettings(nil)
+	s.Limits.MaxMessageBytes = 123456
+	r := startRelay(t, s, Options{}, "")
+	c, err := smtp.Dial(r.e.ListenAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"} {
+		if ok, _ := c.Extension(ext); !ok {
+			t.Errorf("EHLO does not advertise %s", ext)
+		}
+	}
+	if ok, param := c.Extension("SIZE"); !ok || param != "123456" {
+		t.Errorf("SIZE advertised as %v %q, want the configured 123456", ok, param)
+	}
+	// A message over the limit is refused with 552 5.3.4, and the session
+	// stays usable.
+	big := "Subject: big\r\n\r\n" + strings.Repeat("x", 123456) + "\r\n"
+	err = c.SendMail("a@example.org", []string{"b@example.net"}, strings.NewReader(big))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 552 || se.EnhancedCode != (smtp.EnhancedCode{5, 3, 4}) {
+		t.Fatalf("oversized message: %v, want 552 5.3.4", err)
+	}
+	if err := c.SendMail("a@example.org", []string{"b@example.net"}, strings.NewReader(simpleBody)); err != nil {
+		t.Fatalf("the session is not usable after a refused message: %v", err)
+	}
+}

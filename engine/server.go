@@ -27,6 +27,10 @@ import (
 // call it a mail loop (RFC 5321 section 6.3 suggests a limit of this kind).
 const maxReceived = 50
 
+// maxContentLine is the longest line go-smtp's reader accepts, in
+// commands or content.
+const maxContentLine = 1 << 20
+
 // storeTimeout bounds how long intake waits for the store before telling
 // the client to try again later.
 const storeTimeout = 30 * time.Second
@@ -48,7 +52,11 @@ func newSMTPServer(e *Engine) *smtpServer {
 	srv.Domain = s.Hostname
 	srv.MaxMessageBytes = s.Limits.MaxMessageBytes
 	srv.MaxRecipients = s.Limits.MaxRecipients
-	srv.MaxLineLength = s.Limits.MaxLineLength
+	// go-smtp applies one line limit to commands and message content
+	// alike, and content lines may be long (they are folded or encoded
+	// before delivery). So its reader gets a generous ceiling that still
+	// bounds memory per connection.
+	srv.MaxLineLength = max(s.Limits.MaxLineLength, maxContentLine)
 	srv.ReadTimeout = s.Limits.IdleTimeout.Std()
 	srv.WriteTimeout = time.Minute
 	srv.EnableSMTPUTF8 = true
@@ -292,6 +300,8 @@ func (s *session) Data(r io.Reader) error {
 		case errors.Is(err, msgdata.ErrBareLineEnding):
 			e.refused("strict_line_endings", s.ip, "DATA", "")
 			return smtpErr(550, smtp.EnhancedCode{5, 5, 2}, "Bare CR, bare LF or NUL in message data is not accepted")
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return smtpErr(500, smtp.EnhancedCode{5, 5, 2}, "Line too long")
 		case errors.Is(err, errSpool):
 			e.log.Error("spooling a message", "err", err)
 			return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
