@@ -218,13 +218,20 @@ func (d *Due) Start() time.Time {
 // most overdue first, and marks them "sending" until now+lease. Callers
 // group the result by Domain to share connections.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Due, error) {
+	return s.ClaimDueExcept(ctx, now, limit, lease, nil)
+}
+
+// ClaimDueExcept is ClaimDue leaving out recipients of the given domains
+// (lower case), which the scheduler may not send to now (limits.go).
+func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, lease time.Duration, exclude []string) ([]Due, error) {
 	var out []Due
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		notIn, args := excludeDomains(exclude)
 		rows, err := tx.QueryContext(ctx, `SELECT r.id, r.message_id, r.address, r.domain, r.attempts,
 				m.sender, m.size, m.received_at, m.not_before, m.eight_bit, m.smtputf8, m.is_dsn
 			FROM recipients r JOIN messages m ON m.id = r.message_id
-			WHERE r.next_attempt <= ?
-			ORDER BY r.next_attempt LIMIT ?`, ms(now), limit)
+			WHERE r.next_attempt <= ?`+notIn+`
+			ORDER BY r.next_attempt LIMIT ?`, append(append([]any{ms(now)}, args...), limit)...)
 		if err != nil {
 			return err
 		}
@@ -242,7 +249,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease ti
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, "UPDATE recipients SET state = 'sending', next_attempt = ?, updated_at = ? WHERE id = ?")
+		stmt, err := tx.PrepareContext(ctx, "UPDATE recipients SET state = 'sending', next_attempt = ?, held_reason = '', updated_at = ? WHERE id = ?")
 		if err != nil {
 			return err
 		}
