@@ -102,7 +102,8 @@ func (e *Engine) CheckDNS(ctx context.Context, domain string) ([]dkim.Check, err
 func (e *Engine) signed(ctx context.Context, messageID int64, body io.ReadCloser) (io.Reader, string, func()) {
 	header, err := msgdata.SplitHeader(body, maxOriginalHeader)
 	body.Close()
-	open := func() (io.ReadCloser, error) { return e.store.OpenBody(ctx, messageID) }
+	// Lines over 998 octets are folded before signing (msgdata.FoldLongLines).
+	open := func() (io.ReadCloser, error) { return e.openOutbound(ctx, messageID) }
 	plain := func(why string) (io.Reader, string, func()) {
 		r, err := open()
 		if err != nil {

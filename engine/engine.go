@@ -41,6 +41,7 @@ import (
 
 	"postroom/engine/config"
 	"postroom/engine/deliver"
+	"postroom/engine/mtasts"
 	"postroom/engine/policy"
 	"postroom/storage"
 )
@@ -53,6 +54,12 @@ type Store interface {
 	OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error)
 	ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]storage.Due, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
+	// The sending limits (limits.go).
+	ClaimDueExcept(ctx context.Context, now time.Time, limit int, lease time.Duration, exclude []string) ([]storage.Due, error)
+	NextDueExcept(ctx context.Context, exclude []string) (time.Time, bool, error)
+	Unclaim(ctx context.Context, recipientIDs []int64, at time.Time, reason string) (int, error)
+	CountUserMessages(ctx context.Context, user string, since time.Time) (int, error)
+	SetUserQuota(ctx context.Context, name string, perHour, perDay int) error
 	ReleaseClaims(ctx context.Context, now time.Time) (int, error)
 	RecordResults(ctx context.Context, results []storage.Result) error
 	SetDKIM(ctx context.Context, messageID int64, dkim string) error
@@ -71,6 +78,12 @@ type Store interface {
 	SaveDKIMKey(ctx context.Context, k storage.DKIMKey) error
 	DKIMKeys(ctx context.Context, domain string) ([]storage.DKIMKey, error)
 	RemoveDKIMKey(ctx context.Context, domain, selector string) error
+
+	AddUser(ctx context.Context, name, passwordHash string, now time.Time) error
+	SetPassword(ctx context.Context, name, passwordHash string) error
+	RemoveUser(ctx context.Context, name string) error
+	Users(ctx context.Context) ([]storage.User, error)
+	User(ctx context.Context, name string) (storage.User, error)
 
 	Settings(ctx context.Context) (doc string, version int, found bool, err error)
 	SaveSettings(ctx context.Context, doc string, now time.Time) (int, error)
@@ -103,6 +116,18 @@ type Options struct {
 	// Listener, when set, replaces the listen address and port of the
 	// settings (tests listen on 127.0.0.1:0).
 	Listener net.Listener
+	// SubmissionListener and TLSListener, when set, replace
+	// listen.submission_port and listen.tls_port (and are served even
+	// when those are 0).
+	SubmissionListener net.Listener
+	TLSListener        net.Listener
+	// STSFetcher fetches MTA-STS policies (default: HTTPS from
+	// mta-sts.DOMAIN); tests serve them from an in-test server.
+	STSFetcher mtasts.Fetcher
+	// CommandTimeout and DataTimeout bound the next hop's replies to each
+	// command and to the final "." (0 = RFC 5321's 5 and 10 minutes);
+	// tests of hanging next hops shorten them.
+	CommandTimeout, DataTimeout time.Duration
 }
 
 // Engine is one relay. Create it with New; Start runs it; the queue and
@@ -128,6 +153,10 @@ type Engine struct {
 	wake   chan struct{} // new mail or a queue change: look again now
 	events *hub
 	stats  *refusals
+	lim    *limiter // sending limits and user quotas (limits.go)
+
+	certs *certStore    // inbound TLS certificates (tls.go)
+	sts   *mtasts.Cache // MTA-STS policies of recipient domains (sts.go)
 }
 
 // New returns an engine on the given store. It reads nothing yet.
@@ -141,7 +170,7 @@ func New(opts Options) *Engine {
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.TempDir()
 	}
-	return &Engine{
+	e := &Engine{
 		opts:   opts,
 		store:  opts.Store,
 		log:    opts.Logger,
@@ -149,7 +178,11 @@ func New(opts Options) *Engine {
 		wake:   make(chan struct{}, 1),
 		events: newHub(),
 		stats:  newRefusals(),
+		lim:    newLimiter(),
 	}
+	e.certs = newCertStore(e)
+	e.sts = newSTSCache(opts)
+	return e
 }
 
 // Start loads the settings, releases claims left by a previous process,
@@ -167,12 +200,22 @@ func (e *Engine) Start(ctx context.Context) error {
 	if n > 0 {
 		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
 	}
+	if err := e.certs.prepare(ctx); err != nil {
+		return err
+	}
 	ln := e.opts.Listener
 	if ln == nil {
 		addr := net.JoinHostPort(s.Listen.Address, fmt.Sprint(s.Listen.Port))
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("cannot listen on %s: %w", addr, err)
 		}
+	}
+	submission, implicit, err := e.openTLSListeners(s.Listen.Address, s.Listen.SubmissionPort, s.Listen.TLSPort)
+	if err != nil {
+		if e.opts.Listener == nil {
+			ln.Close()
+		}
+		return err
 	}
 	e.mu.Lock()
 	e.listener = ln
@@ -183,12 +226,14 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.done = make(chan struct{})
 	e.server = newSMTPServer(e)
 	go e.server.serve(ln)
+	e.server.serveTLSListeners(submission, implicit)
 	go func() {
 		defer close(e.done)
 		e.schedule(runCtx)
 	}()
 	go e.flushCounters(runCtx)
-	e.log.Info("postroom started", "listen", ln.Addr().String(), "mode", s.Delivery.Mode, "hostname", s.Hostname)
+	e.log.Info("postroom started", "listen", ln.Addr().String(), "submission", addrOf(submission), "tls", addrOf(implicit),
+		"mode", s.Delivery.Mode, "hostname", s.Hostname)
 	e.publish(Event{Kind: EventStarted, Text: "listening on " + ln.Addr().String()})
 	return nil
 }

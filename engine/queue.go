@@ -25,7 +25,12 @@ func (e *Engine) QueueCounts(ctx context.Context) (map[string]int, error) {
 
 // List returns a page of the queue listing.
 func (e *Engine) List(ctx context.Context, f storage.Filter) ([]storage.Row, error) {
-	return e.store.List(ctx, f)
+	rows, err := e.store.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	// Why due mail waits: a pause or a limit (limits.go).
+	return rows, e.markHeld(ctx, rows)
 }
 
 // MessageDetail is everything the queue view shows of one message.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +30,7 @@ func (e *Engine) schedule(ctx context.Context) {
 	var workers sync.WaitGroup
 	defer workers.Wait()
 	e.sweepBounces(ctx)
+	e.seedLimits(ctx)
 	for {
 		wait := e.dispatch(ctx, &workers)
 		if wait > 0 {
@@ -67,24 +69,34 @@ func (e *Engine) dispatch(ctx context.Context, workers *sync.WaitGroup) time.Dur
 		return scan // a worker's end wakes us
 	}
 	now := e.now()
-	due, err := e.store.ClaimDue(ctx, now, min(claimBatch, slots*20), claimLease)
+	// The sending limits (limits.go) say how many transactions may start
+	// and which domains must wait; a full rate window means sleeping until
+	// it opens.
+	plan := e.limitPlan(ctx, &s, now)
+	if plan.budget == 0 {
+		return plan.wait(now, scan)
+	}
+	limit := min(claimBatch, slots*20, plan.budget)
+	due, err := e.store.ClaimDueExcept(ctx, now, limit, claimLease, plan.exclude)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("claiming due mail", "err", err)
 		}
 		return scan
 	}
-	for _, group := range groupByHop(due, s.Delivery.Mode == "smarthost", s.Delivery.Routes) {
+	groups, back := e.lim.admit(&s, now, groupByHop(due, s.Delivery.Mode == "smarthost", s.Delivery.Routes))
+	e.giveBack(ctx, back)
+	for _, group := range groups {
 		e.startWorker(ctx, workers, s, group)
 	}
-	if len(due) == min(claimBatch, slots*20) {
+	if len(due) == limit {
 		return 0
 	}
-	next, ok, err := e.store.NextDue(ctx)
+	next, ok, err := e.store.NextDueExcept(ctx, plan.exclude)
 	if err != nil || !ok {
-		return scan
+		return plan.wait(now, scan)
 	}
-	return min(max(next.Sub(e.now()), 0)+10*time.Millisecond, scan)
+	return min(max(next.Sub(e.now()), 0)+10*time.Millisecond, plan.wait(now, scan))
 }
 
 // group is a batch of claimed recipients that share a next hop, in message
@@ -137,6 +149,7 @@ func (e *Engine) startWorker(ctx context.Context, workers *sync.WaitGroup, s con
 			e.mu.Lock()
 			e.active--
 			e.mu.Unlock()
+			e.lim.workerDone(g.domain)
 			e.Wake()
 		}()
 		e.deliverGroup(ctx, s, g)
@@ -157,7 +170,8 @@ func (e *Engine) transport(s config.Settings) *deliver.Config {
 		HeloName:       s.Hostname,
 		SourceIP:       d.SourceIP,
 		ConnectTimeout: d.ConnectTimeout.Std(),
-		CommandTimeout: 5 * time.Minute,
+		CommandTimeout: cmp.Or(e.opts.CommandTimeout, 5*time.Minute),
+		DataTimeout:    e.opts.DataTimeout,
 		TLS:            tlsMode,
 		Routes:         routes,
 		RootCAs:        e.opts.RootCAs,
@@ -191,6 +205,13 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 		e.finish(ctx, s, g.due, failure{err: err, permanent: deliver.IsPermanent(err), started: started})
 		return
 	}
+	// The domain's MTA-STS policy may narrow the MX hosts and require
+	// verified TLS (sts.go).
+	sts, err := e.applySTS(ctx, cfg, &route, routeDomain)
+	if err != nil {
+		e.finish(ctx, s, g.due, failure{err: err, started: started, tls: sts.note()})
+		return
+	}
 	var sess *deliver.Session
 	defer func() {
 		if sess != nil {
@@ -208,9 +229,10 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 				// A connection or login failure is never the recipient's
 				// fault: defer, as Postfix's soft bounce does, so that one
 				// wrong smarthost password does not bounce the whole queue.
-				e.finish(ctx, s, msg, failure{err: err, started: started})
+				e.finish(ctx, s, msg, failure{err: sts.explain(err), started: started, tls: sts.note()})
 				continue
 			}
+			sts.observe(e, sess.Info())
 		}
 		results, err := e.sendOne(ctx, sess, msg)
 		info := sess.Info()
@@ -236,7 +258,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 			sess.Close()
 			sess = nil
 		}
-		e.record(ctx, s, msg, results, started, tlsFact(info))
+		e.record(ctx, s, msg, results, started, sts.fact(tlsFact(info)))
 	}
 }
 
@@ -310,6 +332,7 @@ func (e *Engine) finish(ctx context.Context, s config.Settings, due []storage.Du
 		results = append(results, deliver.RcptResult{Rcpt: d.Address, Code: code, Text: f.err.Error(), Permanent: f.permanent, Host: f.host})
 	}
 	e.log.Warn("delivery failed", "domain", due[0].Domain, "recipients", len(due), "permanent", f.permanent, "err", f.err)
+	e.lim.failed(&s, e.now(), hopKey(&s, due[0].Domain), f.err)
 	e.record(ctx, s, due, results, f.started, f.tls)
 }
 
@@ -317,6 +340,7 @@ func (e *Engine) finish(ctx context.Context, s config.Settings, due []storage.Du
 // bounced, anything else deferred (or expired past the queue lifetime).
 func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Due, replies []deliver.RcptResult, started time.Time, tls string) {
 	now := e.now()
+	e.lim.finished(&s, now, hopKey(&s, due[0].Domain), due, replies)
 	byRcpt := make(map[string]deliver.RcptResult, len(replies))
 	for _, r := range replies {
 		byRcpt[r.Rcpt] = r

@@ -44,13 +44,18 @@ type smtpServer struct {
 	mu    sync.Mutex
 	total int
 	perIP map[netip.Addr]int
+	auth  authLimiter // failed AUTH attempts, engine-wide (auth.go)
 }
 
 func newSMTPServer(e *Engine) *smtpServer {
 	s := e.Settings()
 	srv := smtp.NewServer(&backend{e: e})
 	srv.Domain = s.Hostname
-	srv.MaxMessageBytes = s.Limits.MaxMessageBytes
+	// go-smtp's DATA reader refuses a message of exactly MaxMessageBytes
+	// (its budget runs out before it sees the end marker), so it gets one
+	// byte more: Data enforces the real limit (guard.go, sizeCap) and the
+	// guard advertises it in SIZE.
+	srv.MaxMessageBytes = s.Limits.MaxMessageBytes + 1
 	srv.MaxRecipients = s.Limits.MaxRecipients
 	// go-smtp applies one line limit to commands and message content
 	// alike, and content lines may be long (they are folded or encoded
@@ -61,6 +66,7 @@ func newSMTPServer(e *Engine) *smtpServer {
 	srv.WriteTimeout = time.Minute
 	srv.EnableSMTPUTF8 = true
 	srv.AllowInsecureAuth = s.Listen.AuthWithoutTLS
+	srv.TLSConfig = e.certs.tlsConfig() // STARTTLS, and port 465 (tls.go)
 	srv.ErrorLog = smtpLogger{e.log}
 	return &smtpServer{e: e, srv: srv, perIP: make(map[netip.Addr]int)}
 }
@@ -137,7 +143,15 @@ func (s *smtpServer) admit(c net.Conn) net.Conn {
 	s.total++
 	s.perIP[ip]++
 	s.mu.Unlock()
-	return &countedConn{Conn: c, release: func() {
+	// The guard (guard.go) enforces the line, HTTP and data-rate rules.
+	g := newGuardConn(c, guardLimits{
+		commandLine: lim.MaxLineLength,
+		minDataRate: lim.MinDataRate,
+		idle:        lim.IdleTimeout.Std(),
+		maxMessage:  lim.MaxMessageBytes,
+		refused:     func(rule string) { e.refused(rule, ip, "connection", "") },
+	})
+	return &countedConn{Conn: g, release: func() {
 		s.mu.Lock()
 		s.total--
 		if s.perIP[ip]--; s.perIP[ip] <= 0 {
@@ -187,19 +201,23 @@ func (e *Engine) refused(rule string, ip netip.Addr, stage, detail string) {
 type backend struct{ e *Engine }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{e: b.e, conn: c, ip: remoteIP(c.Conn())}, nil
+	return &session{e: b.e, conn: c, ip: remoteIP(c.Conn()), guard: guardOf(c.Conn())}, nil
 }
 
 // session is one client connection's transaction state.
 type session struct {
-	e    *Engine
-	conn *smtp.Conn
-	ip   netip.Addr
+	e     *Engine
+	conn  *smtp.Conn
+	ip    netip.Addr
+	guard *guardConn // the connection's guard (guard.go); nil in tests without one
 
 	authUser string
 	from     *addr.Address
 	smtputf8 bool
 	rcpts    []string
+
+	authFailures int    // failed AUTH attempts on this connection (auth.go)
+	quotaUser    string // the user whose quota this transaction holds (limits.go)
 }
 
 func smtpErr(code int, enhanced smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -210,13 +228,20 @@ func smtpErr(code int, enhanced smtp.EnhancedCode, msg string) *smtp.SMTPError {
 var errInternal = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local error, please try again later")
 
 func (s *session) Reset() {
+	s.releaseQuota()
 	s.from, s.rcpts, s.smtputf8 = nil, nil, false
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.releaseQuota()
+	return nil
+}
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.Reset()
+	if err := s.submissionAuth(); err != nil {
+		return err
+	}
 	utf8 := opts != nil && opts.UTF8
 	a, err := addr.Parse(from, addr.ParseOptions{SMTPUTF8: utf8, AllowNullSender: true})
 	if err != nil {
@@ -229,6 +254,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if d := s.policy().Sender(a); !d.Allow {
 		s.e.refused(d.Rule, s.ip, "MAIL", a.String())
 		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Sender refused by policy ("+d.List+")")
+	}
+	if err := s.checkQuota(); err != nil {
+		return err
 	}
 	s.from, s.smtputf8 = &a, utf8
 	return nil
@@ -286,11 +314,17 @@ func (s *session) Data(r io.Reader) error {
 	settings := e.Settings()
 	sp := newSpool(e.opts.SpoolDir, 1<<20)
 	defer sp.Close()
-	n := msgdata.NewNormalizer(sp)
+	// Postroom-Send-At is for us, not for the recipients: it is taken out
+	// on the way to the spool (sendat.go).
+	sendAt := msgdata.NewFieldFilter(sp, sendAtField)
+	n := msgdata.NewNormalizer(sendAt)
 	n.Strict = settings.Limits.StrictLineEndings
-	_, err := io.Copy(n, r)
+	_, err := io.Copy(n, s.guard.dataReader(r, s.conn.Conn(), settings.Limits.MaxMessageBytes))
 	if err == nil {
 		err = n.Close()
+	}
+	if err == nil {
+		err = sendAt.Close()
 	}
 	if err != nil {
 		var se *smtp.SMTPError
@@ -302,6 +336,12 @@ func (s *session) Data(r io.Reader) error {
 			return smtpErr(550, smtp.EnhancedCode{5, 5, 2}, "Bare CR, bare LF or NUL in message data is not accepted")
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return smtpErr(500, smtp.EnhancedCode{5, 5, 2}, "Line too long")
+		case isTimeout(err) && s.guard != nil:
+			// On TLS the guard cannot see DATA: end the connection here,
+			// so the rest of the message is never read as commands.
+			e.refused("data_timeout", s.ip, "DATA", "")
+			s.guard.poison()
+			return errDataTimeout
 		case errors.Is(err, errSpool):
 			e.log.Error("spooling a message", "err", err)
 			return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
@@ -317,6 +357,10 @@ func (s *session) Data(r io.Reader) error {
 	}
 
 	now := e.now()
+	notBefore, refusal := s.notBefore(sendAt, now, settings.Delivery.QueueLifetime.Std())
+	if refusal != nil {
+		return refusal
+	}
 	traceID := newTraceID()
 	var forRcpt string
 	if len(s.rcpts) == 1 {
@@ -348,6 +392,7 @@ func (s *session) Data(r io.Reader) error {
 		MessageID:  info.MessageID,
 		EightBit:   info.EightBit,
 		SMTPUTF8:   s.smtputf8,
+		NotBefore:  notBefore,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
