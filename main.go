@@ -20,6 +20,9 @@ import (
 	"postroom/gui"
 )
 
+// The window talks to the engine only through gui.Engine.
+var _ gui.Engine = (*engine.Engine)(nil)
+
 func main() {
 	os.Exit(run(os.Args[1:], stdio{os.Stdin, os.Stdout, os.Stderr}, desktop))
 }
@@ -33,7 +36,10 @@ func desktop(dataDir string, std stdio) error {
 		return err
 	}
 	defer st.Close()
-	log := slog.New(slog.NewTextHandler(std.err, nil))
+	// The Log tab reads the last lines from a ring that every record also
+	// goes through on its way to stderr.
+	logs := engine.NewLogRing(2000)
+	log := slog.New(logs.Handler(slog.NewTextHandler(std.err, nil)))
 	eng := engine.New(engine.Options{Store: st, Logger: log, SpoolDir: dataDir})
 	if err := eng.Start(ctx); err != nil {
 		// The window still opens: it shows that mail is not being accepted,
@@ -44,7 +50,7 @@ func desktop(dataDir string, std stdio) error {
 		}
 	}
 	a := app.NewWithID("com.postroom.relay")
-	gui.New(a, eng).ShowAndRun()
+	gui.New(a, eng, logs).ShowAndRun()
 	shutdownCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return eng.Shutdown(shutdownCtx)

@@ -1,236 +1,301 @@
-// Package gui owns Postroom's desktop screens: the main window and the system
-// tray menu. It never opens the database; everything it shows comes from the
-// Engine interface declared here, so it is tested with a small fake engine
-// and the fyne.io/fyne/v2/test driver, without OpenGL.
+// Package gui owns Postroom's desktop screens: the main window with its
+// Dashboard, Queue, Settings and Log tabs, the first-run setup wizard and
+// the system tray menu. It never opens the database; everything it shows
+// comes from the Engine interface declared here, so it is tested with a
+// small fake engine and the fyne.io/fyne/v2/test driver, without OpenGL.
 //
-// This is the placeholder window: status, counts by state and a Pause/Resume
-// button. Widgets are changed only inside fyne.Do, from Refresh.
+// Threading: widgets are changed only on Fyne's goroutine, inside fyne.Do
+// or widget callbacks. One goroutine (watch) consumes the engine's event
+// stream and the log ring; it reads the engine and hands the results to
+// the widgets with fyne.Do. Callbacks that must call the engine start a
+// goroutine of their own, so a slow disk never freezes the window.
 package gui
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
-	"fyne.io/fyne/v2/layout"
-	"fyne.io/fyne/v2/widget"
 
 	"postroom/assets"
+	"postroom/engine"
+	"postroom/engine/config"
+	"postroom/engine/dkim"
 )
 
-// Engine is what the window needs from the mail engine. It is declared here,
-// with its consumer, so the GUI is tested against a fake.
+// Engine is what the window needs from the mail engine; *engine.Engine
+// implements it. It is declared here, with its consumer, so the GUI is
+// tested against a fake.
 type Engine interface {
-	// QueueCounts returns the number of recipients in each state: "queued",
-	// "deferred", "held", "scheduled", "sending", "sent", "bounced", "expired".
-	// A missing state counts as zero.
+	// QueueCounts returns the number of recipients in each state; a
+	// missing state counts as zero.
 	QueueCounts(ctx context.Context) (map[string]int, error)
-	// Paused reports whether sending is paused (intake goes on regardless).
 	Paused(ctx context.Context) (bool, error)
-	// SetPaused stops or restarts all sending; the engine keeps it across restarts.
 	SetPaused(ctx context.Context, paused bool) error
-	// ListenAddr is the SMTP listening address, e.g. "0.0.0.0:25"; empty
-	// when the engine is not listening.
+	// ListenAddr is the SMTP listening address; "" when not listening.
 	ListenAddr() string
+	// Start starts a relay that is not running (after the wizard or
+	// settings fixed what kept it from starting).
+	Start(ctx context.Context) error
+	Subscribe(buffer int) (<-chan engine.Event, func())
+	Stats(ctx context.Context, since time.Time) ([]engine.CounterPoint, error)
+
+	List(ctx context.Context, f engine.QueueFilter) ([]engine.QueueRow, error)
+	Show(ctx context.Context, id int64) (*engine.MessageDetail, error)
+	Apply(ctx context.Context, action string, id int64, at time.Time) error
+
+	Settings() config.Settings
+	SaveSettings(ctx context.Context, s config.Settings) error
+	SettingsSaved(ctx context.Context) (bool, error)
+	TestSmarthost(ctx context.Context, s config.Settings) error
+	SendTestMail(ctx context.Context, to string) (int64, error)
+	LocalNetworks() ([]engine.LocalNetwork, error)
+	CanListen(address string, port int) error
+
+	GenerateDKIM(ctx context.Context, domain, selector string, algo dkim.Algorithm) (dkim.Key, error)
+	DNSRecords(ctx context.Context, domain, reportAddress string) ([]dkim.Record, error)
+	CheckDNS(ctx context.Context, domain string) ([]dkim.Check, error)
+}
+
+// LogSource is where the Log tab reads the engine's log lines;
+// *engine.LogRing implements it.
+type LogSource interface {
+	Since(seq uint64) []engine.LogLine
+	Changed() <-chan struct{}
 }
 
 // engineTimeout bounds every engine call made for the window, so a stuck
-// engine shows as an error instead of a frozen refresh loop.
-const engineTimeout = 5 * time.Second
+// engine shows as an error instead of a frozen view.
+const engineTimeout = 10 * time.Second
 
-// defaultPollInterval is how often the placeholder window re-reads the
-// engine. The real dashboard will follow the engine's event stream instead.
-const defaultPollInterval = 3 * time.Second
+// DNS and connection tests take longer than a queue read.
+const networkTimeout = 45 * time.Second
 
-// countRow is one line of the counts table: a plain-words name for a group
-// of engine states.
-type countRow struct {
-	label  string
-	states []string
-}
+// refreshDelay gathers a burst of events (a batch delivered at once) into
+// one re-read of the engine.
+const refreshDelay = 300 * time.Millisecond
 
-// countRows (read-only) groups the engine's states the way a user thinks about mail:
-// scheduled and in-flight mail has not been sent yet, and expired mail was
-// returned to its sender just like bounced mail.
-var countRows = [...]countRow{
-	{"Waiting to be sent", []string{"queued", "scheduled", "sending"}},
-	{"Waiting to retry", []string{"deferred"}},
-	{"Held", []string{"held"}},
-	{"Sent", []string{"sent"}},
-	{"Returned to sender", []string{"bounced", "expired"}},
-}
-
-// inQueueStates (read-only) are the states counted as "in queue" in the tray menu.
-var inQueueStates = [...]string{"queued", "deferred", "held", "scheduled", "sending"}
+// clockInterval re-reads the dashboard now and then although nothing
+// happened, because its chart's time axis moves on and queue commands run
+// in another process publish no events here.
+const clockInterval = 30 * time.Second
 
 // trayHost is what the desktop offers for a tray icon; platformTray returns
 // the real one and tests use a fake.
 type trayHost interface {
-	// available reports whether a tray icon can be set up at all.
-	available() bool
-	// showing reports whether a tray icon is visible to the user right now.
-	showing() bool
+	available() bool // a tray icon can be set up at all
+	showing() bool   // a tray icon is visible to the user right now
 }
 
-// UI is the desktop front end: one window and, where the platform has one,
-// a system tray icon with a menu.
+// UI is the desktop front end.
 type UI struct {
 	app  fyne.App
 	eng  Engine
-	desk desktop.App // nil when the app has no system tray
+	logs LogSource // may be nil
+	desk desktop.App
 	tray trayHost
 
-	pollInterval time.Duration
-
-	// refreshMu serialises Refresh so engine snapshots reach the widgets in
-	// the order they were read: a slow, older read never overwrites a newer one.
+	// bg counts the goroutines started for engine calls (goBG).
+	bg sync.WaitGroup
+	// uiMu is held while do runs a function (see do).
+	uiMu sync.Mutex
+	// refreshMu serialises refresh so snapshots reach the widgets in the
+	// order they were read.
 	refreshMu sync.Mutex
+	// queueShowing is set while the Queue tab is in front, so events also
+	// re-read the queue page (read by the watcher goroutine).
+	queueShowing atomic.Bool
 
-	// Widgets and the state below are touched only on the Fyne goroutine
-	// (inside fyne.Do or widget callbacks).
-	window      fyne.Window
-	status      *widget.Label
-	listen      *widget.Label
-	problem     *widget.Label
-	counts      [len(countRows)]*widget.Label
-	pauseButton *widget.Button
+	// Touched only on the Fyne goroutine.
+	window   fyne.Window
+	tabs     *container.AppTabs
+	dash     *dashboard
+	queue    *queueView
+	settings *settingsView
+	logView  *logView
+	wizard   *wizard
 
-	trayMenu      *fyne.Menu
-	trayPause     *fyne.MenuItem
-	trayCount     *fyne.MenuItem
-	trayIcon      trayIcon // the icon last given to the tray
-	paused        bool
-	inQueue       int  // recipients not yet sent, bounced or expired
-	toggling      bool // a SetPaused call is in flight
-	haveSnapshot  bool // at least one read succeeded
-	lastReadError bool // the latest read failed
+	trayMenu  *fyne.Menu
+	trayPause *fyne.MenuItem
+	trayCount *fyne.MenuItem
+	trayIcon  trayIcon
+	paused    bool
+	inQueue   int
+	failing   bool // the latest read failed, or mail is bouncing
 
-	// refreshed, when not nil, runs on the Fyne goroutine after each change
-	// to the widgets made from another goroutine (a Refresh, or a failed
-	// pause). Tests use it to wait without sleeping.
+	// refreshed, when not nil, runs on the Fyne goroutine after each
+	// change made from another goroutine. Tests wait on it.
 	refreshed func()
 }
 
-// New returns the UI for the engine; nothing is shown until ShowAndRun.
-func New(a fyne.App, eng Engine) *UI {
-	return newUI(a, eng, platformTray())
+// New returns the UI; nothing is shown until ShowAndRun. logs may be nil.
+func New(a fyne.App, eng Engine, logs LogSource) *UI {
+	return newUI(a, eng, logs, platformTray())
 }
 
-func newUI(a fyne.App, eng Engine, tray trayHost) *UI {
-	u := &UI{app: a, eng: eng, tray: tray, pollInterval: defaultPollInterval}
+func newUI(a fyne.App, eng Engine, logs LogSource, tray trayHost) *UI {
+	u := &UI{app: a, eng: eng, logs: logs, tray: tray}
 	if desk, ok := a.(desktop.App); ok && tray.available() {
 		u.desk = desk
 	}
 	return u
 }
 
-// ShowAndRun builds and shows the window, sets up the tray icon where there
-// is one, and runs the Fyne event loop until the user quits. While a tray
-// icon is showing, closing the window only hides it, because the relay keeps
-// working in the background; without one, closing the window quits.
-func (u *UI) ShowAndRun() {
-	u.build()
-	// The first read is synchronous so the window never flashes empty counts;
-	// before Run, fyne.Do executes immediately on this goroutine.
-	u.Refresh()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var polling sync.WaitGroup
-	polling.Go(func() { u.poll(ctx) })
-
-	u.window.Show()
-	u.app.Run()
-
-	cancel()
-	polling.Wait()
+// done tells a test that the widgets changed.
+func (u *UI) done() {
+	if u.refreshed != nil {
+		u.refreshed()
+	}
 }
 
-// Refresh re-reads the queue counts and the paused state from the engine and
-// updates the widgets through fyne.Do. It calls the engine, so call it from a
-// goroutine of your own, not from a widget callback.
-func (u *UI) Refresh() {
-	u.refreshMu.Lock()
-	defer u.refreshMu.Unlock()
+// ShowAndRun builds and shows the window (and the setup wizard when no
+// settings were ever saved), sets up the tray icon where there is one, and
+// runs the Fyne event loop until the user quits.
+func (u *UI) ShowAndRun() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var watching sync.WaitGroup
+	u.start(ctx, &watching)
+	u.app.Run()
+	cancel()
+	watching.Wait()
+	u.Wait()
+}
 
+// start builds the window, reads the engine once and starts the watcher.
+func (u *UI) start(ctx context.Context, watching *sync.WaitGroup) {
+	u.build()
+	// Subscribe before the first read so nothing between the two is lost.
+	events, unsubscribe := u.eng.Subscribe(256)
+	// Before Run, fyne.Do executes at once on this goroutine: the window
+	// never flashes empty counts.
+	u.Refresh()
+	u.window.Show()
+	u.maybeShowWizard()
+	watching.Go(func() {
+		defer unsubscribe()
+		u.watch(ctx, events)
+	})
+}
+
+// maybeShowWizard opens the setup wizard when no settings were ever saved.
+func (u *UI) maybeShowWizard() {
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
-	snap := snapshot{listen: u.eng.ListenAddr()}
-	snap.counts, snap.err = u.eng.QueueCounts(ctx)
-	if snap.err == nil {
-		snap.paused, snap.err = u.eng.Paused(ctx)
+	saved, err := u.eng.SettingsSaved(ctx)
+	if err == nil && !saved {
+		u.showWizard()
 	}
-	fyne.Do(func() { u.apply(snap) })
 }
 
-// snapshot is one read of the engine's state.
-type snapshot struct {
-	counts map[string]int
-	paused bool
-	listen string
-	err    error
-}
-
-// poll refreshes the window every pollInterval until ctx ends.
-func (u *UI) poll(ctx context.Context) {
-	ticker := time.NewTicker(u.pollInterval)
-	defer ticker.Stop()
+// watch is the one place that follows the engine: events, log lines and a
+// slow clock. Engine reads happen here; widgets change through fyne.Do.
+func (u *UI) watch(ctx context.Context, events <-chan engine.Event) {
+	clock := time.NewTicker(clockInterval)
+	defer clock.Stop()
+	var logChanged <-chan struct{}
+	var lastLog uint64
+	if u.logs != nil {
+		logChanged = u.logs.Changed()
+		lastLog = u.readLogs(lastLog)
+	}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case ev := <-events:
+			u.do(func() { u.onEvent(ev) })
+			if !pending {
+				pending = true
+				debounce.Reset(refreshDelay)
+			}
+		case <-debounce.C:
+			pending = false
 			u.Refresh()
+		case <-clock.C:
+			u.Refresh()
+		case <-logChanged:
+			lastLog = u.readLogs(lastLog)
 		}
 	}
 }
 
-// build creates the window and the tray menu.
+func (u *UI) readLogs(after uint64) uint64 {
+	lines := u.logs.Since(after)
+	if len(lines) == 0 {
+		return after
+	}
+	u.do(func() {
+		u.logView.add(lines)
+		u.done()
+	})
+	return lines[len(lines)-1].Seq
+}
+
+// onEvent runs on the Fyne goroutine for every event.
+func (u *UI) onEvent(ev engine.Event) {
+	u.dash.onEvent(ev)
+	if u.wizard != nil {
+		u.wizard.onEvent(ev)
+	}
+	if ev.Kind == engine.EventBounce || ev.Kind == engine.EventDelivery && (ev.State == engine.StateBounced || ev.State == engine.StateExpired) {
+		u.notifyBounce(ev)
+	}
+	u.done()
+}
+
+// Refresh re-reads what the dashboard (and, when in front, the queue page)
+// shows and updates the widgets through fyne.Do. It calls the engine, so
+// call it from a goroutine of your own, not from a widget callback.
+func (u *UI) Refresh() {
+	u.refreshMu.Lock()
+	defer u.refreshMu.Unlock()
+	snap := u.eng2snapshot()
+	u.do(func() {
+		u.dash.apply(snap)
+		u.applyTray(snap)
+		u.done()
+	})
+	if u.queueShowing.Load() {
+		u.queue.reload()
+	}
+}
+
+// build creates the window, its tabs and the tray menu.
 func (u *UI) build() {
 	w := u.app.NewWindow("Postroom")
 	u.window = w
-	// The app icon too: a plain `go build` carries no FyneApp.toml metadata,
-	// and the window manager, task bar and default tray icon use it.
 	icon := fyne.NewStaticResource("icon.png", assets.Icon)
 	u.app.SetIcon(icon)
 	w.SetIcon(icon)
 
-	u.status = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	u.listen = widget.NewLabel("")
-	u.problem = widget.NewLabel("")
-	u.problem.Importance = widget.DangerImportance
-	u.problem.Wrapping = fyne.TextWrapWord
-	u.problem.Hide()
-
-	table := container.New(layout.NewFormLayout())
-	for i, row := range countRows {
-		u.counts[i] = widget.NewLabelWithStyle("0", fyne.TextAlignTrailing, fyne.TextStyle{})
-		table.Add(widget.NewLabel(row.label))
-		table.Add(u.counts[i])
+	u.dash = newDashboard(u)
+	u.queue = newQueueView(u)
+	u.settings = newSettingsView(u)
+	u.logView = newLogView()
+	u.tabs = container.NewAppTabs(
+		container.NewTabItem("Dashboard", u.dash.content),
+		container.NewTabItem("Queue", u.queue.content),
+		container.NewTabItem("Settings", u.settings.content),
+		container.NewTabItem("Log", u.logView.content),
+	)
+	u.tabs.OnSelected = func(t *container.TabItem) {
+		showing := t.Text == "Queue"
+		u.queueShowing.Store(showing)
+		if showing {
+			u.goBG(u.queue.reload)
+		}
 	}
-
-	u.pauseButton = widget.NewButton("Pause sending", u.togglePaused)
-
-	note := widget.NewLabel("This is an early version of the window: the full dashboard " +
-		"(queue, settings and logs) is coming.")
-	note.Wrapping = fyne.TextWrapWord
-	note.Importance = widget.LowImportance
-
-	w.SetContent(container.NewVBox(
-		u.status,
-		u.listen,
-		u.problem,
-		widget.NewSeparator(),
-		table,
-		widget.NewSeparator(),
-		container.NewHBox(u.pauseButton),
-		note,
-	))
-	w.Resize(fyne.NewSize(420, 380))
+	w.SetContent(u.tabs)
+	w.Resize(fyne.NewSize(1120, 720))
 
 	if u.desk == nil {
 		w.SetMaster()
@@ -257,9 +322,9 @@ func (u *UI) build() {
 	w.SetCloseIntercept(u.closeRequested)
 }
 
-// closeRequested handles the window's close button when a tray was set up.
-// Whether a tray host is running is asked at this moment, not at start: the
-// desktop's panel may start after Postroom does at login, or be gone.
+// closeRequested handles the window's close button when a tray was set
+// up. Whether a tray host runs is asked now, not at start: the panel may
+// start after Postroom at login, or be gone.
 func (u *UI) closeRequested() {
 	if u.tray.showing() {
 		u.window.Hide()
@@ -268,16 +333,11 @@ func (u *UI) closeRequested() {
 	u.app.Quit()
 }
 
-// togglePaused runs on the Fyne goroutine (button or tray menu) and hands
-// the engine call to a goroutine so the window stays responsive.
+// togglePaused runs on the Fyne goroutine (button or tray menu).
 func (u *UI) togglePaused() {
-	if u.toggling {
-		return
-	}
-	u.toggling = true
-	u.pauseButton.Disable()
 	want := !u.paused
-	go func() {
+	u.dash.pauseButton.Disable()
+	u.goBG(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 		defer cancel()
 		if err := u.eng.SetPaused(ctx, want); err != nil {
@@ -285,68 +345,34 @@ func (u *UI) togglePaused() {
 			if !want {
 				verb = "resume"
 			}
-			fyne.Do(func() {
-				u.toggling = false
-				u.pauseButton.Enable()
+			u.do(func() {
+				u.dash.pauseButton.Enable()
 				dialog.ShowError(fmt.Errorf("could not %s sending: %w", verb, err), u.window)
 				u.done()
 			})
 			return
 		}
 		u.Refresh()
-	}()
+	})
 }
 
-// apply shows a snapshot; it runs on the Fyne goroutine.
-func (u *UI) apply(s snapshot) {
-	if u.toggling {
-		u.toggling = false
-		u.pauseButton.Enable()
-	}
-	if s.listen == "" {
-		u.listen.SetText("Not listening for mail")
-	} else {
-		u.listen.SetText("Listening on " + s.listen)
-	}
-
-	if s.err != nil {
-		// Keep the last good numbers on screen; they are more useful than zeros.
-		u.problem.SetText("Could not read the queue: " + s.err.Error())
-		u.problem.Show()
-		u.lastReadError = true
-		if !u.haveSnapshot {
-			u.status.SetText("Status unknown")
-		}
-		u.updateTray()
-		u.done()
+// notifyBounce tells the user, at most once every few minutes, that mail
+// was returned to its sender.
+func (u *UI) notifyBounce(ev engine.Event) {
+	now := time.Now()
+	if now.Sub(u.dash.lastNotice) < notifyInterval {
 		return
 	}
-	u.problem.Hide()
-	u.lastReadError = false
-	u.haveSnapshot = true
-	u.paused = s.paused
-
-	if s.paused {
-		u.status.SetText("Sending paused")
-		u.pauseButton.SetText("Resume sending")
-	} else {
-		u.status.SetText("Sending")
-		u.pauseButton.SetText("Pause sending")
+	u.dash.lastNotice = now
+	text := "A message could not be delivered and was returned to its sender."
+	if ev.Recipient != "" {
+		text = "Mail to " + ev.Recipient + " could not be delivered: " + ev.Text
 	}
-	for i, row := range countRows {
-		n := 0
-		for _, state := range row.states {
-			n += s.counts[state]
-		}
-		u.counts[i].SetText(fmt.Sprint(n))
-	}
-	u.inQueue = 0
-	for _, state := range inQueueStates {
-		u.inQueue += s.counts[state]
-	}
-	u.updateTray()
-	u.done()
+	u.app.SendNotification(fyne.NewNotification("Postroom", text))
 }
+
+// notifyInterval keeps a wave of bounces from flooding the desktop.
+const notifyInterval = 5 * time.Minute
 
 // trayIcon names the tray picture in use.
 type trayIcon int
@@ -358,22 +384,29 @@ const (
 	trayAlert
 )
 
-// updateTray brings the tray icon and menu labels in line with the window.
-// The menu is only re-sent when a label changed because the Linux tray
-// rebuilds the whole menu on every set, which would close it under the user.
-func (u *UI) updateTray() {
+// applyTray brings the tray icon and menu in line with a snapshot. The
+// menu is only re-sent when a label changed because the Linux tray
+// rebuilds the whole menu on every set, closing it under the user.
+func (u *UI) applyTray(s snapshot) {
+	if s.err == nil {
+		u.paused = s.paused
+		u.inQueue = 0
+		for _, st := range inQueueStates {
+			u.inQueue += s.counts[st]
+		}
+	}
+	u.failing = s.err != nil
 	if u.desk == nil {
 		return
 	}
 	switch {
-	case u.lastReadError:
+	case u.failing:
 		u.setTrayIcon(trayAlert)
 	case u.paused:
 		u.setTrayIcon(trayPaused)
 	default:
 		u.setTrayIcon(trayActive)
 	}
-
 	pauseLabel := "Pause sending"
 	if u.paused {
 		pauseLabel = "Resume sending"
@@ -387,32 +420,72 @@ func (u *UI) updateTray() {
 	u.desk.SetSystemTrayMenu(u.trayMenu)
 }
 
-// setTrayIcon changes the tray picture when it differs from the one shown.
 func (u *UI) setTrayIcon(icon trayIcon) {
-	if icon == u.trayIcon {
+	if u.trayIcon == icon {
 		return
 	}
 	u.trayIcon = icon
+	var res fyne.Resource
 	switch icon {
 	case trayPaused:
-		u.desk.SetSystemTrayIcon(fyne.NewStaticResource("tray-paused.png", assets.IconPaused))
+		res = fyne.NewStaticResource("icon-paused.png", assets.IconPaused)
 	case trayAlert:
-		u.desk.SetSystemTrayIcon(fyne.NewStaticResource("tray-alert.png", assets.IconAlert))
+		res = fyne.NewStaticResource("icon-alert.png", assets.IconAlert)
 	default:
-		u.desk.SetSystemTrayIcon(fyne.NewStaticResource("tray.png", assets.Icon))
+		res = fyne.NewStaticResource("icon.png", assets.Icon)
 	}
+	u.desk.SetSystemTrayIcon(res)
 }
 
-func (u *UI) done() {
-	if u.refreshed != nil {
-		u.refreshed()
-	}
-}
+// inQueueStates (read-only) are the states counted as "in queue".
+var inQueueStates = [...]string{"queued", "deferred", "held", "scheduled", "sending"}
 
-// messagesInQueue is the tray menu's count line.
 func messagesInQueue(n int) string {
 	if n == 1 {
 		return "1 message in queue"
 	}
 	return fmt.Sprintf("%d messages in queue", n)
 }
+
+// background runs fn on a goroutine with a timeout and hands its error
+// to then on the Fyne goroutine.
+func (u *UI) background(timeout time.Duration, fn func(ctx context.Context) error, then func(error)) {
+	u.goBG(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err := fn(ctx)
+		u.do(func() {
+			then(err)
+			u.done()
+		})
+	})
+}
+
+// do runs fn on the Fyne goroutine. The lock changes nothing in the real
+// app, where fyne.Do already runs everything on one goroutine; the test
+// driver runs fyne.Do on the caller's goroutine, and the lock keeps two
+// updates from interleaving there too.
+func (u *UI) do(fn func()) {
+	fyne.Do(func() {
+		u.uiMu.Lock()
+		defer u.uiMu.Unlock()
+		fn()
+	})
+}
+
+// doAndWait is do that returns once fn has run.
+func (u *UI) doAndWait(fn func()) {
+	fyne.DoAndWait(func() {
+		u.uiMu.Lock()
+		defer u.uiMu.Unlock()
+		fn()
+	})
+}
+
+// goBG runs fn on a goroutine of its own, counted so that Wait (and the
+// tests) know when the window's background work has ended.
+func (u *UI) goBG(fn func()) { u.bg.Go(fn) }
+
+// Wait returns once every background goroutine the window started has
+// ended.
+func (u *UI) Wait() { u.bg.Wait() }

@@ -1,0 +1,160 @@
+package gui
+
+import (
+	"strings"
+	"testing"
+
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+)
+
+func settingsField(t *testing.T, v *settingsView, key string) *field {
+	t.Helper()
+	f := fieldFor(v.fields, key)
+	if f == nil {
+		t.Fatalf("no field for %s", key)
+	}
+	return f
+}
+
+func entryOf(t *testing.T, f *field) *widget.Entry {
+	t.Helper()
+	switch c := f.control.(type) {
+	case *widget.Entry:
+		return c
+	case *widget.SelectEntry:
+		return &c.Entry
+	}
+	t.Fatalf("%s is not an entry", f.key)
+	return nil
+}
+
+func setText(h *harness, e *widget.Entry, s string) {
+	h.do(func() { e.SetText(s) })
+}
+
+func TestSettingsValidationErrorsShowAtTheField(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+
+	setText(h, entryOf(t, settingsField(t, v, "listen.port")), "70000")
+	setText(h, entryOf(t, settingsField(t, v, "delivery.retry_initial")), "soon")
+	h.do(func() { test.Tap(v.apply) })
+
+	h.do(func() {
+		port := settingsField(t, v, "listen.port")
+		if !port.errLine.Visible() || !strings.Contains(port.errLine.Text, "65535") {
+			t.Errorf("port field error %q (visible %v)", port.errLine.Text, port.errLine.Visible())
+		}
+		retry := settingsField(t, v, "delivery.retry_initial")
+		if !retry.errLine.Visible() || !strings.Contains(retry.errLine.Text, "is not a duration") {
+			t.Errorf("retry field error %q", retry.errLine.Text)
+		}
+		if host := settingsField(t, v, "hostname"); host.errLine.Visible() {
+			t.Errorf("hostname shows an error although it is fine: %q", host.errLine.Text)
+		}
+	})
+	select {
+	case s := <-eng.saves:
+		t.Fatalf("invalid settings were saved: %+v", s)
+	default:
+	}
+
+	// The engine's own validation of a value the form cannot judge alone.
+	setText(h, entryOf(t, settingsField(t, v, "delivery.retry_initial")), "5m")
+	setText(h, entryOf(t, settingsField(t, v, "listen.port")), "25")
+	setText(h, entryOf(t, settingsField(t, v, "delivery.retry_max")), "1m")
+	h.do(func() { test.Tap(v.apply) })
+	h.do(func() {
+		f := settingsField(t, v, "delivery.retry_max")
+		if !strings.Contains(f.errLine.Text, "must not be shorter than delivery.retry_initial") {
+			t.Errorf("retry_max error %q", f.errLine.Text)
+		}
+		if v.pages.Selected().Text != "Delivery" {
+			t.Errorf("the page with the error is not in front: %q", v.pages.Selected().Text)
+		}
+	})
+}
+
+func TestAccessListRefusesABadEntry(t *testing.T) {
+	h := startUI(t, newApp(t), newFakeEngine(nil), nil)
+	v := h.u.settings
+	var l *listEditor
+	h.do(func() {
+		// The editor is the field's control's first child's owner; reach it
+		// through the entry and button the user sees.
+		l = findListEditor(v, "access.trusted_networks")
+		l.input.SetText("192.168.1.0/33")
+		test.Tap(l.add)
+	})
+	h.do(func() {
+		if !l.problem.Visible() || !strings.Contains(l.problem.Text, "192.168.1.0/33") {
+			t.Errorf("bad network: problem %q", l.problem.Text)
+		}
+		if len(l.items) != 2 {
+			t.Errorf("list is %q after a bad entry", l.items)
+		}
+		l.input.SetText("192.168.1.0/24")
+		test.Tap(l.add)
+		if l.problem.Visible() || len(l.items) != 3 || l.items[2] != "192.168.1.0/24" {
+			t.Errorf("good network: list %q, problem %q", l.items, l.problem.Text)
+		}
+	})
+}
+
+func TestSettingsApplySavesThroughTheEngineAndCancelRestores(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+	host := entryOf(t, settingsField(t, v, "hostname"))
+	setText(h, host, "mail.example.com")
+	h.do(func() {
+		l := findListEditor(v, "access.blocked_senders")
+		l.input.SetText("@spam.example")
+		test.Tap(l.add)
+		test.Tap(v.apply)
+	})
+	s := waitFor(t, eng.saves, "SaveSettings")
+	if s.Hostname != "mail.example.com" || len(s.Access.BlockedSenders) != 1 || s.Access.BlockedSenders[0] != "@spam.example" {
+		t.Errorf("saved hostname %q, blocked senders %q", s.Hostname, s.Access.BlockedSenders)
+	}
+	h.until(t, "the saved message", func() bool { return v.status.Text == "Settings saved and in effect." })
+
+	setText(h, host, "typo")
+	h.do(func() {
+		v.revert()
+		if host.Text != "mail.example.com" {
+			t.Errorf("Cancel left %q in the host name", host.Text)
+		}
+	})
+}
+
+func TestSettingsImportAndExport(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+	h.do(func() {
+		if err := v.importDoc("bad.toml", []byte("[listen]\nport = \"x\"\n")); err == nil {
+			t.Error("a bad file was imported")
+		}
+		err := v.importDoc("office.toml", []byte("hostname = \"relay.office.example\"\n[delivery]\nmode = \"smarthost\"\nsmarthost = \"smtp.zoho.com:587\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := entryOf(t, settingsField(t, v, "delivery.smarthost")).Text; got != "smtp.zoho.com:587" {
+			t.Errorf("imported smarthost shows %q", got)
+		}
+		doc, ok := v.exportDoc()
+		if !ok || !strings.Contains(string(doc), `hostname = "relay.office.example"`) {
+			t.Errorf("export: %v\n%s", ok, doc)
+		}
+	})
+	select {
+	case <-eng.saves:
+		t.Error("importing saved the settings before Apply")
+	default:
+	}
+}
+
+func findListEditor(v *settingsView, key string) *listEditor { return v.lists[key] }
