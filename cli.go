@@ -37,6 +37,9 @@ Usage:
   postroom queue retry|hold|release|delete|bounce ID...
   postroom queue schedule ID TIME   deliver no earlier than TIME (RFC 3339)
   postroom queue pause|resume       stop or restart all sending
+  postroom user add NAME            add an SMTP AUTH user; the password is read from standard input
+  postroom user list                the users, their quotas and when they were added
+  postroom user remove NAME         remove a user
   postroom dkim generate DOMAIN [--selector S] [--algo rsa2048|ed25519]
   postroom dkim dns DOMAIN          the DNS records to publish (DKIM, SPF, DMARC)
   postroom dkim check DOMAIN        check what is published in DNS
@@ -162,6 +165,8 @@ func dispatch(args []string, std stdio, desktop desktopFunc) error {
 		return cmdQueue(args[1:], std)
 	case "dkim":
 		return cmdDKIM(args[1:], std)
+	case "user":
+		return cmdUser(args[1:], std)
 	case "version":
 		c := newCommand("version", "version", std)
 		if _, err := c.parse(args[1:]); err != nil {

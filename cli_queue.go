@@ -186,7 +186,11 @@ func queueList(ctx context.Context, eng *engine.Engine, std stdio, f storage.Fil
 				if sender == "" {
 					sender = "<>"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", lr.ID, lr.State, lr.Attempts, next, sender, lr.Recipient, oneLine(lr.LastError, 80))
+				last := lr.LastError
+				if lr.HeldReason != "" { // why it waits (a user's hold, a pause, a limit) says more
+					last = strings.TrimSuffix(lr.HeldReason+"; "+last, "; ")
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", lr.ID, lr.State, lr.Attempts, next, sender, lr.Recipient, oneLine(last, 80))
 			}
 			printed++
 		}
