@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -138,7 +139,33 @@ func (c *command) openStore(ctx context.Context) (*storage.Store, error) {
 	return storage.Open(ctx, filepath.Join(*c.dataDir, storage.FileName))
 }
 
+// commands are the first words dispatch knows.
+var commands = []string{"help", "serve", "config", "queue", "dkim", "user", "version"}
+
+// commandFirst moves a command typed after the global flag to the front
+// ("postroom --data DIR queue list" is "postroom queue list --data DIR"),
+// where dispatch and the command's own flags expect it.
+func commandFirst(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return args
+		case a == "-data" || a == "--data":
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+			// another flag (--data=DIR, -h): nothing to skip
+		case slices.Contains(commands, a):
+			return slices.Concat([]string{a}, args[:i], args[i+1:])
+		default:
+			return args
+		}
+	}
+	return args
+}
+
 func dispatch(args []string, std stdio, desktop desktopFunc) error {
+	args = commandFirst(args)
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" && args[0] != "-help" {
 		c := newCommand("postroom", "[--data DIR]", std)
 		pos, err := c.parse(args)
@@ -219,7 +246,10 @@ func cmdServe(args []string, std stdio) error {
 		return err
 	}
 	<-ctx.Done()
-	log.Info("stopping (signal received)")
+	// A second Ctrl-C or SIGTERM ends the process at once; mail in flight
+	// is safe in the queue and its claims are released at the next start.
+	stop()
+	log.Info("stopping (signal received); a second signal stops at once")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return eng.Shutdown(shutdownCtx)

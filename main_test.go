@@ -214,6 +214,13 @@ func (s *server) waitListening(t *testing.T, addr string) {
 	t.Fatalf("postroom serve did not listen on %s; stderr:\n%s", addr, s.stderr.String())
 }
 
+func (s *server) stderrText() string {
+	w := s.cmd.Stderr.(*syncWriter)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return s.stderr.String()
+}
+
 type syncWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -345,6 +352,10 @@ func TestCommandLineUsage(t *testing.T) {
 		{[]string{"version"}, 0, "postroom "},
 		{[]string{"queue", "retry", "42", "--data", dir}, 1, "not found"},
 		{[]string{"queue", "list", "--data", dir, "--json"}, 0, "[]"},
+		// The data directory may come before the command, as in `postroom --data DIR`.
+		{[]string{"--data", dir, "queue", "list", "--json"}, 0, "[]"},
+		{[]string{"--data=" + dir, "queue", "retry", "42"}, 1, "not found"},
+		{[]string{"--data", dir, "frobnicate"}, 2, "unknown command"},
 		{[]string{}, 1, "headless"},
 	} {
 		out, err := runCLI(t, bin, tc.args...)
@@ -403,5 +414,41 @@ func TestDKIMGenerateThenDNS(t *testing.T) {
 	}
 	if out, err := runCLI(t, bin, "dkim", "dns", "other.example", "--data", dir); err == nil || !strings.Contains(out, "no DKIM key") {
 		t.Errorf("dns for a domain without a key: %v %q", err, out)
+	}
+}
+
+// The first Ctrl-C stops gracefully (a client in the middle of a message
+// gets a few seconds); a second one ends the process at once.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	bin := postroomBinary(t)
+	h := newHop(t, false)
+	dir := t.TempDir()
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	srv := startServe(t, bin, dir, "--config", writeConfig(t, dir, port, h.ln.Addr().String()))
+	srv.waitListening(t, addr)
+
+	// A client in the middle of DATA holds up the graceful stop.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\nSubject: half\r\n")
+
+	srv.cmd.Process.Signal(os.Interrupt)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(srv.stderrText(), "stopping (signal received)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no stop after the first signal; stderr:\n%s", srv.stderrText())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log of another process
+	}
+	srv.cmd.Process.Signal(os.Interrupt)
+	err = srv.cmd.Wait()
+	ws, _ := srv.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Fatalf("after a second Ctrl-C postroom ended with %v, want it killed by the signal; stderr:\n%s", err, srv.stderrText())
 	}
 }
