@@ -138,14 +138,15 @@ type Engine struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu       sync.Mutex
-	settings config.Settings
-	version  int // of the stored settings in effect; 0 = defaults
-	policy   *policy.Policy
-	listener net.Listener
-	server   *smtpServer
-	cancel   context.CancelFunc
-	done     chan struct{}
+	mu        sync.Mutex
+	settings  config.Settings
+	version   int // of the stored settings in effect; 0 = defaults
+	policy    *policy.Policy
+	listener  net.Listener
+	listeners []net.Listener // every listener Start opened, closed by Shutdown
+	server    *smtpServer
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	active   int        // delivery workers running
 	bounceMu sync.Mutex // one bounce sweep at a time
@@ -193,32 +194,43 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	s := e.Settings()
-	n, err := e.store.ReleaseClaims(ctx, e.now())
-	if err != nil {
-		return fmt.Errorf("releasing interrupted deliveries: %w", err)
-	}
-	if n > 0 {
-		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
-	}
 	if err := e.certs.prepare(ctx); err != nil {
 		return err
 	}
+	// Listen before releasing claims: a second Postroom started on the
+	// same data directory fails here, on the port the first one holds,
+	// instead of handing the first one's deliveries in flight to the
+	// scheduler a second time.
 	ln := e.opts.Listener
 	if ln == nil {
 		addr := net.JoinHostPort(s.Listen.Address, fmt.Sprint(s.Listen.Port))
+		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("cannot listen on %s: %w", addr, err)
 		}
 	}
 	submission, implicit, err := e.openTLSListeners(s.Listen.Address, s.Listen.SubmissionPort, s.Listen.TLSPort)
 	if err != nil {
-		if e.opts.Listener == nil {
-			ln.Close()
-		}
+		ln.Close()
 		return err
+	}
+	lns := []net.Listener{ln}
+	for _, l := range []net.Listener{submission, implicit} {
+		if l != nil {
+			lns = append(lns, l)
+		}
+	}
+	n, err := e.store.ReleaseClaims(ctx, e.now())
+	if err != nil {
+		closeAll(lns)
+		return fmt.Errorf("releasing interrupted deliveries: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
 	}
 	e.mu.Lock()
 	e.listener = ln
+	e.listeners = lns
 	e.mu.Unlock()
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -266,6 +278,12 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if err := e.server.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
 	}
+	// go-smtp closes only the listeners its Serve has reached; one whose
+	// goroutine had not started yet would otherwise keep the port.
+	e.mu.Lock()
+	closeAll(e.listeners)
+	e.listeners = nil
+	e.mu.Unlock()
 	e.cancel()
 	select {
 	case <-e.done:
@@ -275,6 +293,12 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.stats.flush(context.WithoutCancel(ctx), e)
 	e.log.Info("postroom stopped")
 	return errors.Join(errs...)
+}
+
+func closeAll(lns []net.Listener) {
+	for _, l := range lns {
+		l.Close()
+	}
 }
 
 // ListenAddr is the address the SMTP server listens on, or "" when it does

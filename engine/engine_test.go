@@ -419,3 +419,60 @@ func TestEHLOAdvertisesExtensions(t *testing.T) {
 		t.Fatalf("the session is not usable after a refused message: %v", err)
 	}
 }
+
+// A second Postroom on the same data directory must not take over the
+// deliveries the first one has in flight: it fails on the port first.
+func TestSecondInstanceLeavesClaimsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testSettings(nil)
+	r := startRelay(t, s, Options{}, "")
+	if err := r.e.SetPaused(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	r.waitFor("queued", allIn(storage.Queued))
+	// As if the first instance's scheduler were sending it right now.
+	claimed, err := r.store.ClaimDue(ctx, time.Now().Add(time.Hour), 10, time.Hour)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %d claimed", err, len(claimed))
+	}
+
+	s.Listen.Port = r.e.opts.Listener.Addr().(*net.TCPAddr).Port
+	second := New(Options{Store: r.store, Logger: r.e.log, SpoolDir: r.dir})
+	if err := second.SaveSettings(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	err = second.Start(ctx)
+	if err == nil {
+		second.Shutdown(ctx)
+		t.Fatal("a second instance started on the port the first one holds")
+	}
+	if !strings.Contains(err.Error(), "cannot listen") {
+		t.Errorf("second start failed with %q, want it to name the port", err)
+	}
+	rows, err := r.store.List(ctx, storage.Filter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].State != storage.Sending {
+		t.Fatalf("after the failed second start the recipient is %+v, want it still being sent by the first", rows)
+	}
+}
+
+// Shutdown frees the port even when it comes right after Start.
+func TestShutdownFreesThePort(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	r := startRelay(t, testSettings(nil), Options{Listener: ln}, "")
+	r.stop()
+	again, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("port still held after Shutdown: %v", err)
+	}
+	again.Close()
+}
