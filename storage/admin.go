@@ -254,6 +254,10 @@ const (
 // message exists but all of it is already delivered or returned.
 var ErrNothingToDo = errors.New("nothing left to do for this message")
 
+// ErrBeingSent is returned when the action must wait for the delivery
+// attempt in progress to end.
+var ErrBeingSent = errors.New("it is being sent right now; try again when this attempt has ended")
+
 // Apply performs an action on the recipients of the given message that are
 // not final yet (Delete removes the message whatever its state). at is the
 // time for Schedule; now is the clock. It returns how many recipients
@@ -286,7 +290,9 @@ func (s *Store) Apply(ctx context.Context, messageID int64, action Action, at, n
 			if !at.After(now) {
 				state = Queued
 			}
-			res, err = tx.ExecContext(ctx, "UPDATE recipients SET state = ?, next_attempt = ?, held_reason = '', updated_at = ? WHERE "+open,
+			// Not while being sent: the attempt's result would undo it,
+			// or a delivered message would go a second time.
+			res, err = tx.ExecContext(ctx, "UPDATE recipients SET state = ?, next_attempt = ?, held_reason = '', updated_at = ? WHERE "+open+" AND state <> 'sending'",
 				string(state), ms(at), ms(now), messageID)
 			if err == nil {
 				_, err = tx.ExecContext(ctx, "UPDATE messages SET not_before = ? WHERE id = ?", ms(at), messageID)
@@ -295,7 +301,7 @@ func (s *Store) Apply(ctx context.Context, messageID int64, action Action, at, n
 			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = 'bounced', next_attempt = NULL, last_code = 0,
 				last_error = ?, updated_at = ?,
 				notify = (SELECT m.sender <> '' AND m.is_dsn = 0 FROM messages m WHERE m.id = recipients.message_id)
-				WHERE `+open, reason, ms(now), messageID)
+				WHERE `+open+` AND state <> 'sending'`, reason, ms(now), messageID)
 		case Delete:
 			res, err = tx.ExecContext(ctx, "DELETE FROM messages WHERE id = ?", messageID)
 		default:
@@ -305,10 +311,17 @@ func (s *Store) Apply(ctx context.Context, messageID int64, action Action, at, n
 			return err
 		}
 		n, err = res.RowsAffected()
-		if err == nil && n == 0 {
-			return fmt.Errorf("message %d: %w", messageID, ErrNothingToDo)
+		if err != nil || n > 0 {
+			return err
 		}
-		return err
+		var sending int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipients WHERE message_id = ? AND state = 'sending'", messageID).Scan(&sending); err != nil {
+			return err
+		}
+		if sending > 0 {
+			return fmt.Errorf("message %d: %w", messageID, ErrBeingSent)
+		}
+		return fmt.Errorf("message %d: %w", messageID, ErrNothingToDo)
 	})
 	return int(n), err
 }

@@ -147,20 +147,27 @@ func Domain(address string) string {
 // OpenBody returns a reader of a message's stored bytes. It holds one chunk
 // in memory at a time.
 func (s *Store) OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error) {
-	var n int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE id = ?", messageID).Scan(&n); err != nil {
-		return nil, classify(err)
-	}
-	if n == 0 {
+	var size int64
+	err := s.db.QueryRowContext(ctx, "SELECT size FROM messages WHERE id = ?", messageID).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", messageID, ErrNotFound)
 	}
-	return &bodyReader{ctx: ctx, db: s.db, id: messageID}, nil
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &bodyReader{ctx: ctx, db: s.db, id: messageID, size: size}, nil
 }
 
+// bodyReader reads a message's chunks one query at a time, so a large
+// message is never held in memory whole. It knows the stored size: a
+// message deleted while it is read ends in io.ErrUnexpectedEOF, never in a
+// short body that a next hop would take for the whole message.
 type bodyReader struct {
 	ctx  context.Context
 	db   *sql.DB
 	id   int64
+	size int64 // as stored
+	read int64
 	seq  int
 	buf  []byte
 	done bool
@@ -173,6 +180,10 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		}
 		err := r.db.QueryRowContext(r.ctx, "SELECT data FROM message_chunks WHERE message_id = ? AND seq = ?", r.id, r.seq).Scan(&r.buf)
 		if errors.Is(err, sql.ErrNoRows) {
+			if r.read != r.size {
+				return 0, fmt.Errorf("reading message %d: only %d of its %d bytes are in the queue (was it deleted meanwhile?): %w",
+					r.id, r.read, r.size, io.ErrUnexpectedEOF)
+			}
 			r.done = true
 			continue
 		}
@@ -180,6 +191,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("reading message %d: %w", r.id, err)
 		}
 		r.seq++
+		r.read += int64(len(r.buf))
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
@@ -444,14 +456,26 @@ func (s *Store) EnqueueBounce(ctx context.Context, m *NewMessage, body io.Reader
 			}
 		}
 		for _, rid := range recipientIDs {
-			if _, err := tx.ExecContext(ctx, "UPDATE recipients SET notify = 0 WHERE id = ?", rid); err != nil {
+			res, err := tx.ExecContext(ctx, "UPDATE recipients SET notify = 0 WHERE id = ? AND notify = 1", rid)
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				// Another path (the command line's bounce, or a
+				// second sweep) has already notified: one DSN only.
+				return ErrNotOwed
 			}
 		}
 		return nil
 	})
 	return id, err
 }
+
+// ErrNotOwed is EnqueueBounce's answer when a recipient's DSN is no
+// longer owed; nothing was changed.
+var ErrNotOwed = errors.New("the notice for this recipient was already sent")
 
 // bump adds n to a per-minute counter.
 func bump(ctx context.Context, tx *sql.Tx, name string, at time.Time, n int) error {

@@ -129,6 +129,32 @@ func TestBodyRoundTripAcrossChunks(t *testing.T) {
 	}
 }
 
+// A message deleted while it is being sent must not go out cut short.
+func TestBodyDeletedWhileReadIsAnError(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("x"), 2*chunkSize+5)
+	id, err := s.Enqueue(ctx, &NewMessage{Sender: "a@x.example", Recipients: []string{"b@y.example"}, ReceivedAt: t0}, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.OpenBody(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM message_chunks WHERE message_id = ? AND seq > 0", id); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("reading on after the message was deleted: %d more bytes, err %v; want io.ErrUnexpectedEOF", len(got), err)
+	}
+}
+
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("client went away") }
@@ -256,6 +282,11 @@ func TestBounceOwedExactlyOnce(t *testing.T) {
 	if owed, _ := s.OwedBounces(ctx, 10); len(owed) != 0 {
 		t.Fatalf("still owed after the DSN was queued: %+v", owed)
 	}
+	// A second builder that read the same owed list (a `queue bounce`
+	// beside the running relay) is refused and adds nothing.
+	if _, err := s.EnqueueBounce(ctx, dsn, strings.NewReader("dsn\r\n"), []int64{due[0].RecipientID}); !errors.Is(err, ErrNotOwed) {
+		t.Fatalf("second DSN for the same failure: err = %v, want ErrNotOwed", err)
+	}
 	rows, _ := s.List(ctx, Filter{Sender: ""})
 	var dsns int
 	for _, r := range rows {
@@ -317,6 +348,30 @@ func TestApplyActions(t *testing.T) {
 		if n != 0 {
 			t.Errorf("count of %s is %d after delete, want 0", st, n)
 		}
+	}
+}
+
+// Bouncing or rescheduling mail in the middle of an attempt would undo the
+// attempt's result or send delivered mail twice: it waits for the attempt.
+func TestBounceAndScheduleWaitForTheAttemptInProgress(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	id := enqueue(t, s, "a@x.example", "1\r\n", "r@y.example")
+	if due, err := s.ClaimDue(ctx, t0, 10, time.Hour); err != nil || len(due) != 1 {
+		t.Fatalf("claim: %v, %d", err, len(due))
+	}
+	for _, a := range []Action{Bounce, Schedule} {
+		if _, err := s.Apply(ctx, id, a, t0.Add(time.Hour), t0, "by the user"); !errors.Is(err, ErrBeingSent) {
+			t.Errorf("action %d on a recipient being sent: err %v, want ErrBeingSent", a, err)
+		}
+	}
+	r, _ := s.Recipients(ctx, id)
+	if r[0].State != Sending {
+		t.Fatalf("state %s, want it still being sent", r[0].State)
+	}
+	if owed, _ := s.OwedBounces(ctx, 10); len(owed) != 0 {
+		t.Fatalf("a DSN is owed for mail that may yet be delivered: %+v", owed)
 	}
 }
 
