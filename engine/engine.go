@@ -61,6 +61,7 @@ type Store interface {
 	CountUserMessages(ctx context.Context, user string, since time.Time) (int, error)
 	SetUserQuota(ctx context.Context, name string, perHour, perDay int) error
 	ReleaseClaims(ctx context.Context, now time.Time) (int, error)
+	PurgeFinished(ctx context.Context, cutoff time.Time) (int, error)
 	RecordResults(ctx context.Context, results []storage.Result) error
 	SetDKIM(ctx context.Context, messageID int64, dkim string) error
 	OwedBounces(ctx context.Context, limit int) ([]storage.OwedBounce, error)
@@ -244,6 +245,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.schedule(runCtx)
 	}()
 	go e.flushCounters(runCtx)
+	go e.housekeep(runCtx)
+	e.removeStaleSpool()
 	e.log.Info("postroom started", "listen", ln.Addr().String(), "submission", addrOf(submission), "tls", addrOf(implicit),
 		"mode", s.Delivery.Mode, "hostname", s.Hostname)
 	e.publish(Event{Kind: EventStarted, Text: "listening on " + ln.Addr().String()})

@@ -112,7 +112,10 @@ type Delivery struct {
 	RetryInitial      Duration `toml:"retry_initial"`
 	RetryMax          Duration `toml:"retry_max"`
 	QueueLifetime     Duration `toml:"queue_lifetime"`
-	ConnectTimeout    Duration `toml:"connect_timeout"`
+	// KeepFinished is how long sent, bounced and expired mail stays in the
+	// queue listing (and on disk) before it is removed; 0 keeps it.
+	KeepFinished   Duration `toml:"keep_finished"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
 	// Resolver is "" for the system resolver or "host:port" of a DNS server.
 	Resolver string `toml:"resolver"`
 	// MaxConnections is concurrent outbound connections overall.
@@ -166,6 +169,7 @@ func Default() Settings {
 			RetryInitial:      Duration(5 * time.Minute),
 			RetryMax:          Duration(4 * time.Hour),
 			QueueLifetime:     Duration(5 * day),
+			KeepFinished:      Duration(7 * day),
 			ConnectTimeout:    Duration(30 * time.Second),
 			MaxConnections:    20,
 		},

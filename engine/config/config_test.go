@@ -196,6 +196,7 @@ func TestValidationErrors(t *testing.T) {
 		{"scan interval", "[delivery]\nqueue_scan_interval = \"500ms\"", "delivery.queue_scan_interval", `"500ms"`},
 		{"retry order", "[delivery]\nretry_initial = \"5h\"\nretry_max = \"4h\"", "delivery.retry_max", `"4h"`},
 		{"lifetime", "[delivery]\nqueue_lifetime = \"0s\"", "delivery.queue_lifetime", `"0s"`},
+		{"keep finished", "[delivery]\nkeep_finished = \"10m\"", "delivery.keep_finished", `"10m"`},
 		{"connect timeout", "[delivery]\nconnect_timeout = \"-30s\"", "delivery.connect_timeout", `"-30s"`},
 		{"resolver", "[delivery]\nresolver = \"8.8.8.8\"", "delivery.resolver", `"8.8.8.8"`},
 		{"outbound connections", "[delivery]\nmax_connections = 0", "delivery.max_connections", "0"},

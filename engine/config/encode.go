@@ -70,6 +70,7 @@ func (s Settings) Encode() ([]byte, error) {
 	w.str("retry_initial", d.RetryInitial.String(), "first retry delay; grows with jitter up to retry_max")
 	w.str("retry_max", d.RetryMax.String(), "")
 	w.str("queue_lifetime", d.QueueLifetime.String(), "then the sender gets a bounce (DSN)")
+	w.str("keep_finished", d.KeepFinished.String(), `sent and returned mail is removed after this; "0s" keeps it`)
 	w.str("connect_timeout", d.ConnectTimeout.String(), "")
 	w.str("resolver", d.Resolver, `"" = system resolver; "host:port" = that DNS server`)
 	w.int("max_connections", int64(d.MaxConnections), "concurrent outbound connections overall")

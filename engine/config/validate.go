@@ -259,6 +259,9 @@ func (d *Delivery) validate(v *validator) {
 		v.add("delivery.retry_max", quoteTOML(d.RetryMax.String()), "must not be shorter than delivery.retry_initial")
 	}
 	v.duration("delivery.queue_lifetime", d.QueueLifetime, minInterval)
+	if d.KeepFinished != 0 {
+		v.duration("delivery.keep_finished", d.KeepFinished, time.Hour)
+	}
 	v.duration("delivery.connect_timeout", d.ConnectTimeout, minInterval)
 	if d.Resolver != "" {
 		v.hostPort("delivery.resolver", d.Resolver)
