@@ -118,9 +118,17 @@ func (e *Engine) signed(ctx context.Context, messageID int64, body io.ReadCloser
 	if err != nil {
 		return plain("unsigned: no usable From header")
 	}
+	if _, err := dkim.NormaliseDomain(domain); err != nil {
+		return plain("unsigned: no usable From domain")
+	}
 	key, err := e.DKIMKey(ctx, domain)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoDKIMKey):
 		return plain("unsigned: no DKIM key for " + domain)
+	case err != nil:
+		// The key may exist: sending unsigned now could land the mail
+		// in spam, so the send fails and the mail is deferred.
+		return errReader{fmt.Errorf("looking up the DKIM key of %s: %w", domain, err)}, "unsigned: the DKIM key could not be read", func() {}
 	}
 	pr, pw := io.Pipe()
 	now := e.now()

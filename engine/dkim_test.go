@@ -3,8 +3,10 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
@@ -53,4 +55,26 @@ func TestDeliveredMailIsSignedWhenTheDomainHasAKey(t *testing.T) {
 	if msg.DKIM != "unsigned: no DKIM key for example.com" {
 		t.Fatalf("queue records DKIM as %q", msg.DKIM)
 	}
+}
+
+// brokenKeys fails every DKIM key lookup, as a locked or damaged database
+// would.
+type brokenKeys struct{ *storage.Store }
+
+func (brokenKeys) DKIMKeys(context.Context, string) ([]storage.DKIMKey, error) {
+	return nil, errors.New("injected: database is locked")
+}
+
+// When the key cannot be read, the mail waits: sending it unsigned could
+// put it in the recipients' spam.
+func TestUnreadableKeyDefersInsteadOfSendingUnsigned(t *testing.T) {
+	t.Parallel()
+	hop := newNextHop(t)
+	r := startRelayWrapped(t, testSettings(hop), Options{}, "", func(st *storage.Store) Store { return brokenKeys{st} })
+	r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	rows := r.waitFor("deferred", allIn(storage.Deferred))
+	if !strings.Contains(rows[0].LastError, "DKIM key") {
+		t.Errorf("deferred with %q, want the reason to name the DKIM key", rows[0].LastError)
+	}
+	hop.none(200 * time.Millisecond)
 }

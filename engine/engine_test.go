@@ -10,7 +10,11 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -475,4 +479,141 @@ func TestShutdownFreesThePort(t *testing.T) {
 		t.Fatalf("port still held after Shutdown: %v", err)
 	}
 	again.Close()
+}
+
+// A next hop that cannot be reached costs one connection attempt for the
+// whole group, not one per message, and every message is deferred with
+// the reason.
+func TestUnreachableHopDefersTheGroupAtOnce(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepts atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close() // no greeting: the connection fails
+		}
+	}()
+	s := testSettings(nil)
+	s.Delivery.Routes = []config.Route{{Domain: "example.net", Host: ln.Addr().String()}}
+	r := startRelay(t, s, Options{}, "")
+	ctx := context.Background()
+	r.e.SetPaused(ctx, true)
+	for i := 0; i < 5; i++ {
+		r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	}
+	r.e.SetPaused(ctx, false)
+	rows := r.waitFor("deferred", allIn(storage.Deferred))
+	for _, row := range rows {
+		if row.LastError == "" {
+			t.Errorf("recipient %d deferred without a reason", row.ID)
+		}
+	}
+	if n := accepts.Load(); n != 1 {
+		t.Fatalf("5 messages to an unreachable next hop took %d connection attempts, want 1", n)
+	}
+}
+
+// A group whose next hop is slow hands the rest of its mail back before
+// the claim's lease could run out, and every message still goes exactly
+// once.
+func TestSlowGroupHandsBackBeforeTheLeaseEnds(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	hop := newNextHop(t)
+	var first sync.Once
+	hop.Reply = func(string) *smtp.SMTPError {
+		// The first transaction takes longer than half the lease.
+		first.Do(func() { clk.Advance(claimLease/2 + time.Minute) })
+		return nil
+	}
+	r := startRelay(t, testSettings(hop), Options{Now: clk.Now}, "")
+	ctx := context.Background()
+	r.e.SetPaused(ctx, true)
+	for i := 0; i < 3; i++ {
+		r.mustSend("a@example.org", []string{"b@example.net"}, simpleBody)
+	}
+	r.e.SetPaused(ctx, false)
+	for i := 0; i < 3; i++ {
+		hop.wait()
+	}
+	r.waitFor("sent", allIn(storage.Sent))
+	hop.none(200 * time.Millisecond)
+	if n := hop.connections(); n != 2 {
+		t.Fatalf("took %d connections, want 2: the slow one, then a new one for the mail handed back", n)
+	}
+}
+
+// failingBounces refuses to store the DSN for one message.
+type failingBounces struct {
+	*storage.Store
+	poisoned int64 // a recipient ID
+}
+
+func (f failingBounces) EnqueueBounce(ctx context.Context, m *storage.NewMessage, body io.Reader, ids []int64) (int64, error) {
+	if slices.Contains(ids, f.poisoned) {
+		return 0, errors.New("injected failure")
+	}
+	return f.Store.EnqueueBounce(ctx, m, body, ids)
+}
+
+// A DSN that cannot be queued is tried again later and does not hold up
+// the DSNs of other messages.
+func TestOneFailingBounceDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	hop := newNextHop(t)
+	hop.Reply = func(rcpt string) *smtp.SMTPError {
+		if strings.HasSuffix(rcpt, "@example.net") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil // the DSNs
+	}
+	// Two failed messages wait in the queue before the relay starts.
+	dir := t.TempDir()
+	r := startRelay(t, testSettings(hop), Options{}, dir)
+	r.e.SetPaused(ctx, true)
+	r.mustSend("first@example.com", []string{"x@example.net"}, simpleBody)
+	r.mustSend("second@example.com", []string{"y@example.net"}, simpleBody)
+	rows := r.waitFor("queued", allIn(storage.Queued))
+	var poisoned int64
+	for _, row := range rows {
+		if row.Sender == "first@example.com" {
+			poisoned = row.ID
+		}
+	}
+	r.stop()
+
+	st, err := storage.Open(ctx, filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Options{Store: failingBounces{st, poisoned}, Logger: r.opts.Logger, Listener: ln, SpoolDir: dir})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(ctx)
+	e.SetPaused(ctx, false)
+	var dsnTo []string
+	for len(dsnTo) == 0 {
+		if m := hop.wait(); m.From == "" {
+			dsnTo = m.To
+		}
+	}
+	if len(dsnTo) != 1 || dsnTo[0] != "second@example.com" {
+		t.Fatalf("DSN went to %v, want the second sender's, past the first one's failure", dsnTo)
+	}
 }

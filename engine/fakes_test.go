@@ -226,6 +226,13 @@ func testSettings(hop *nextHop) config.Settings {
 // dir's store when dir is not empty).
 func startRelay(t testing.TB, s config.Settings, opts Options, dir string) *relay {
 	t.Helper()
+	return startRelayWrapped(t, s, opts, dir, nil)
+}
+
+// startRelayWrapped is startRelay with the engine's store seen through
+// wrap (which injects faults), when wrap is not nil.
+func startRelayWrapped(t testing.TB, s config.Settings, opts Options, dir string, wrap func(*storage.Store) Store) *relay {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -234,6 +241,9 @@ func startRelay(t testing.TB, s config.Settings, opts Options, dir string) *rela
 		t.Fatal(err)
 	}
 	opts.Store = st
+	if wrap != nil {
+		opts.Store = wrap(st)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

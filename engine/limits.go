@@ -466,12 +466,13 @@ func (e *Engine) limitPlan(ctx context.Context, s *config.Settings, now time.Tim
 // giveBack returns mail the limits did not let go to the queue.
 func (e *Engine) giveBack(ctx context.Context, back []handBack) {
 	for _, hb := range back {
-		if _, err := e.store.Unclaim(context.WithoutCancel(ctx), hb.ids, hb.at, hb.reason); err != nil {
-			// They stay claimed; the lease makes them due again.
-			e.log.Error("handing mail back to the queue", "err", err)
+		if err := e.persist(ctx, "handing mail back to the queue", func(ctx context.Context) error {
+			_, err := e.store.Unclaim(ctx, hb.ids, hb.at, hb.reason)
+			return err
+		}); err != nil {
 			continue
 		}
-		e.log.Info("destination limit reached: mail waits", "recipients", len(hb.ids), "until", hb.at, "reason", hb.reason)
+		e.log.Info("mail handed back to the queue", "recipients", len(hb.ids), "until", hb.at, "reason", hb.reason)
 	}
 }
 

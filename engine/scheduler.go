@@ -3,8 +3,10 @@ package engine
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -200,6 +202,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 		routeDomain = g.due[0].Domain
 	}
 	started := e.now()
+	groupStart := started
 	route, err := cfg.Route(ctx, routeDomain)
 	if err != nil {
 		e.finish(ctx, s, g.due, failure{err: err, permanent: deliver.IsPermanent(err), started: started})
@@ -218,19 +221,29 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 			sess.Close()
 		}
 	}()
-	for _, msg := range byMessage(g.due) {
+	msgs := byMessage(g.due)
+	for i, msg := range msgs {
 		if ctx.Err() != nil {
 			return // left claimed; released at the next start
 		}
 		started := e.now()
+		if started.Sub(groupStart) > claimLease/2 {
+			// A slow next hop: hand the rest back before their claim's
+			// lease runs out and another worker takes them too.
+			e.giveBack(ctx, []handBack{{ids: recipientIDs(msgs[i:]), at: started,
+				reason: "waiting for a new connection (the last one was slow)"}})
+			return
+		}
 		if sess == nil {
 			sess, err = deliver.Dial(ctx, cfg, route)
 			if err != nil {
 				// A connection or login failure is never the recipient's
 				// fault: defer, as Postfix's soft bounce does, so that one
 				// wrong smarthost password does not bounce the whole queue.
-				e.finish(ctx, s, msg, failure{err: sts.explain(err), started: started, tls: sts.note()})
-				continue
+				// It fails the rest of the group too: dialling again for
+				// each message would only repeat it, slowly.
+				e.finish(ctx, s, slices.Concat(msgs[i:]...), failure{err: sts.explain(err), started: started, tls: sts.note()})
+				return
 			}
 			sts.observe(e, sess.Info())
 		}
@@ -260,6 +273,16 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 		}
 		e.record(ctx, s, msg, results, started, sts.fact(tlsFact(info)))
 	}
+}
+
+func recipientIDs(msgs [][]storage.Due) []int64 {
+	var ids []int64
+	for _, m := range msgs {
+		for _, d := range m {
+			ids = append(ids, d.RecipientID)
+		}
+	}
+	return ids
 }
 
 func byMessage(due []storage.Due) [][]storage.Due {
@@ -375,9 +398,12 @@ func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Du
 		}
 		results = append(results, res)
 	}
-	// The outcome must be recorded even while shutting down.
-	if err := e.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
-		e.log.Error("recording delivery results", "err", err)
+	// The outcome must be recorded even while shutting down, and a busy
+	// or briefly failing database must not leave the recipients claimed
+	// for the whole lease (and a delivered message sent again after it).
+	if err := e.persist(ctx, "recording delivery results", func(ctx context.Context) error {
+		return e.store.RecordResults(ctx, results)
+	}); err != nil {
 		return
 	}
 	for i, res := range results {
@@ -386,6 +412,28 @@ func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Du
 		e.publish(Event{Kind: EventDelivery, MessageID: due[i].MessageID, Recipient: due[i].Address,
 			State: res.State, Code: res.Code, Text: res.Text})
 	}
+}
+
+// persist runs a store write that must not be lost to a passing failure
+// (a busy database, a full disk being cleared): it tries a few times over
+// about ten seconds, even during shutdown, and logs the final error.
+func (e *Engine) persist(ctx context.Context, what string, write func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	delay := 50 * time.Millisecond
+	var err error
+	for try := 1; ; try++ {
+		if err = write(ctx); err == nil {
+			return nil
+		}
+		if try == 5 {
+			break
+		}
+		e.log.Warn(what+": will try again", "err", err, "try", try)
+		time.Sleep(delay)
+		delay *= 4
+	}
+	e.log.Error(what+": the claim's lease makes them due again", "err", err)
+	return err
 }
 
 // retryDelay is the wait before attempt n (n >= 2 is a retry): it starts at
@@ -409,20 +457,29 @@ func retryDelay(attempt int, s config.Settings) time.Duration {
 func (e *Engine) sweepBounces(ctx context.Context) {
 	e.bounceMu.Lock()
 	defer e.bounceMu.Unlock()
+	// A DSN that cannot be built or stored now is tried again at the
+	// next sweep; it must not hold up the others.
+	failed := make(map[int64]bool)
 	for ctx.Err() == nil {
 		owed, err := e.store.OwedBounces(ctx, 50)
 		if err != nil {
 			e.log.Error("looking for owed bounces", "err", err)
 			return
 		}
-		if len(owed) == 0 {
-			return
-		}
+		progress := false
 		for _, ob := range owed {
+			if failed[ob.Message.ID] {
+				continue
+			}
 			if err := e.bounce(ctx, ob); err != nil {
 				e.log.Error("queueing a bounce", "id", ob.Message.ID, "err", err)
-				return
+				failed[ob.Message.ID] = true
+				continue
 			}
+			progress = true
+		}
+		if !progress {
+			return
 		}
 	}
 }
@@ -435,6 +492,9 @@ func (e *Engine) bounce(ctx context.Context, ob storage.OwedBounce) error {
 	if ob.Message.Sender == "" || ob.Message.IsDSN {
 		// Mail from <> never bounces (RFC 5321 section 4.5.5).
 		_, err := e.store.EnqueueBounce(ctx, nil, nil, ids)
+		if errors.Is(err, storage.ErrNotOwed) {
+			return nil
+		}
 		return err
 	}
 	report, err := e.buildDSN(ctx, ob)
@@ -452,6 +512,12 @@ func (e *Engine) bounce(ctx context.Context, ob storage.OwedBounce) error {
 		SMTPUTF8:   ob.Message.SMTPUTF8,
 	}
 	id, err := e.store.EnqueueBounce(ctx, m, strings.NewReader(string(report)), ids)
+	if errors.Is(err, storage.ErrNotOwed) {
+		// Another process (a `postroom queue bounce` beside a running
+		// relay) queued the DSN first.
+		e.log.Info("bounce already queued elsewhere", "for", ob.Message.ID)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
