@@ -157,43 +157,7 @@ type Row struct {
 // List returns a page of the queue, newest first. Pass the last row's
 // Recipient.ID as the next page's BeforeID.
 func (s *Store) List(ctx context.Context, f Filter) ([]Row, error) {
-	var where []string
-	var args []any
-	if len(f.States) > 0 {
-		marks := strings.TrimSuffix(strings.Repeat("?,", len(f.States)), ",")
-		where = append(where, "r.state IN ("+marks+")")
-		for _, st := range f.States {
-			args = append(args, string(st))
-		}
-	}
-	if f.Sender != "" {
-		where = append(where, "m.sender = ?")
-		args = append(args, f.Sender)
-	}
-	if f.Recipient != "" {
-		where = append(where, "r.address = ?")
-		args = append(args, f.Recipient)
-	}
-	if f.Text != "" {
-		where = append(where, "(instr(lower(r.address), ?) OR instr(lower(m.sender), ?) OR instr(lower(m.subject), ?))")
-		t := strings.ToLower(f.Text)
-		args = append(args, t, t, t)
-	}
-	if f.BeforeID > 0 {
-		where = append(where, "r.id < ?")
-		args = append(args, f.BeforeID)
-	}
-	q := "SELECT " + recipientColumns + ", m.sender, m.subject, m.size, m.received_at, m.auth_user" +
-		" FROM recipients r JOIN messages m ON m.id = r.message_id"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	q += " ORDER BY r.id DESC LIMIT ?"
-	args = append(args, limit)
+	q, args := listQuery(f)
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, classify(err)
@@ -212,6 +176,65 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Row, error) {
 		out = append(out, row)
 	}
 	return out, rows.Err()
+}
+
+// listQuery is List's SQL: keyset paging on the recipient ID, newest
+// first, answered from indexes.
+func listQuery(f Filter) (string, []any) {
+	var where []string
+	var args []any
+	if f.Sender != "" {
+		where = append(where, "m.sender = ?")
+		args = append(args, f.Sender)
+	}
+	if f.Recipient != "" {
+		where = append(where, "r.address = ?")
+		args = append(args, f.Recipient)
+	}
+	if f.Text != "" {
+		where = append(where, "(instr(lower(r.address), ?) OR instr(lower(m.sender), ?) OR instr(lower(m.subject), ?))")
+		t := strings.ToLower(f.Text)
+		args = append(args, t, t, t)
+	}
+	if f.BeforeID > 0 {
+		where = append(where, "r.id < ?")
+		args = append(args, f.BeforeID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	selectFrom := "SELECT " + recipientColumns + ", m.sender, m.subject, m.size, m.received_at, m.auth_user" +
+		" FROM recipients r JOIN messages m ON m.id = r.message_id"
+	page := func(cond []string) string {
+		q := selectFrom
+		if len(cond) > 0 {
+			q += " WHERE " + strings.Join(cond, " AND ")
+		}
+		return q + " ORDER BY r.id DESC LIMIT ?"
+	}
+	var q string
+	switch len(f.States) {
+	case 0:
+		q = page(where)
+		args = append(args, limit)
+	case 1:
+		q = page(append([]string{"r.state = ?"}, where...))
+		args = append([]any{string(f.States[0])}, append(args, limit)...)
+	default:
+		// One page per state, each read newest first from the (state, id)
+		// index, then merged: "state IN (...)" would sort every matching
+		// recipient to find the newest few.
+		var arms []string
+		var all []any
+		for _, st := range f.States {
+			arms = append(arms, "SELECT * FROM ("+page(append([]string{"r.state = ?"}, where...))+")")
+			all = append(append(append(all, string(st)), args...), limit)
+		}
+		q = strings.Join(arms, " UNION ALL ") + " ORDER BY 1 DESC LIMIT ?"
+		args = append(all, limit)
+	}
+	return q, args
 }
 
 // CountByState returns how many recipients are in each state. It reads a

@@ -81,6 +81,15 @@ func BenchmarkLargeQueue(b *testing.B) {
 			}
 		}
 	})
+	b.Run("ListPageWaiting", func(b *testing.B) {
+		// What the GUI's "waiting" filter asks: several states at once.
+		f := Filter{States: []State{Queued, Deferred, Held, Scheduled}, Limit: 100, BeforeID: int64(*queueSize / 2)}
+		for b.Loop() {
+			if rows, err := s.List(ctx, f); err != nil || len(rows) != 100 {
+				b.Fatal(len(rows), err)
+			}
+		}
+	})
 	b.Run("ListPageBySender", func(b *testing.B) {
 		for b.Loop() {
 			if rows, err := s.List(ctx, Filter{Sender: "sender7@example.com", Limit: 100}); err != nil || len(rows) != 100 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHotQueriesUseIndexes guards the million-recipient promise without a
@@ -34,5 +35,78 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		if !strings.Contains(joined, "recipients_due") || strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "SCAN") {
 			t.Errorf("query %q is planned as %q; want a search of recipients_due", q, joined)
 		}
+	}
+}
+
+// A listing of several states reads each state's newest rows from the
+// (state, id) index instead of sorting every match: only the few rows of
+// the page are sorted.
+func TestListOfSeveralStatesUsesTheStateIndex(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	q, args := listQuery(Filter{States: []State{Queued, Deferred, Held}, BeforeID: 1000, Limit: 50})
+	rows, err := s.db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	joined := strings.Join(plan, "; ")
+	if n := strings.Count(joined, "recipients_state"); n != 3 {
+		t.Errorf("plan %q uses recipients_state %d times, want once per state", joined, n)
+	}
+	if strings.Contains(joined, "SCAN r") {
+		t.Errorf("plan %q scans the recipients", joined)
+	}
+}
+
+func TestListOfSeveralStatesPagesNewestFirst(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	want := map[int64]bool{}
+	for i := 0; i < 10; i++ {
+		id := enqueue(t, s, "a@x.example", "1\r\n", "r@y.example")
+		switch i % 3 {
+		case 0:
+			s.Apply(ctx, id, Hold, t0, t0, "")
+			want[id] = true
+		case 1:
+			want[id] = true // queued
+		case 2:
+			s.Apply(ctx, id, Schedule, t0.Add(time.Hour), t0, "")
+		}
+	}
+	var got []int64
+	before := int64(0)
+	for {
+		rows, err := s.List(ctx, Filter{States: []State{Held, Queued}, Limit: 3, BeforeID: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			if len(got) > 0 && r.ID >= got[len(got)-1] {
+				t.Fatalf("rows out of order: %d after %d", r.ID, got[len(got)-1])
+			}
+			if r.State != Held && r.State != Queued {
+				t.Fatalf("row %d in state %s listed", r.ID, r.State)
+			}
+			got = append(got, r.ID)
+		}
+		before = rows[len(rows)-1].ID
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listed %d rows, want %d", len(got), len(want))
 	}
 }
