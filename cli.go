@@ -298,7 +298,7 @@ func cmdConfig(args []string, std stdio) error {
 		if err := importFile(ctx, engine.New(engine.Options{Store: st}), pos[1]); err != nil {
 			return err
 		}
-		fmt.Fprintf(std.out, "Settings imported from %s. A running Postroom applies them within a minute; listening changes need a restart.\n", pos[1])
+		fmt.Fprintf(std.out, "Settings imported from %s. A running Postroom applies them at its next look at the queue (within queue_scan_interval).\n", pos[1])
 		return nil
 	}
 	return &usageError{"usage: config export | config import FILE"}

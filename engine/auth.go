@@ -245,7 +245,7 @@ func (s *session) authAllowed() bool {
 func (s *session) authenticate(name, password string) error {
 	e := s.e
 	now := e.now()
-	limiter := &e.server.auth
+	limiter := &e.conns.auth
 	user, nameErr := canonicalUserName(name)
 	if nameErr != nil {
 		user = name // for the log; no such user can exist

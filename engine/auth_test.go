@@ -265,7 +265,6 @@ func TestAuthFailureIsLoggedAndCounted(t *testing.T) {
 	defer st.Close()
 	var log bytes.Buffer
 	e := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	e.server = &smtpServer{e: e}
 	s := &session{e: e, conn: &smtp.Conn{}, ip: netip.MustParseAddr("192.0.2.9")}
 	if err := s.authenticate("scanner", "Hunter2-secret"); err != errAuthInvalid {
 		t.Fatalf("unknown user: %v, want %v", err, errAuthInvalid)

@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -139,15 +140,17 @@ type Engine struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu        sync.Mutex
-	settings  config.Settings
-	version   int // of the stored settings in effect; 0 = defaults
-	policy    *policy.Policy
-	listener  net.Listener
-	listeners []net.Listener // every listener Start opened, closed by Shutdown
-	server    *smtpServer
-	cancel    context.CancelFunc
-	done      chan struct{}
+	mu       sync.Mutex
+	settings config.Settings
+	version  int // of the stored settings in effect; 0 = defaults
+	policy   *policy.Policy
+	accept   [sockKinds]*acceptor // the listening sockets; nil when not served
+	server   *smtpServer          // the current intake
+	retired  []*smtpServer        // earlier intakes finishing their sessions after a settings change
+	conns    *connState           // connection counts and AUTH failures, shared by every intake
+	applyMu  sync.Mutex           // one SaveSettings at a time
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	active   int        // delivery workers running
 	bounceMu sync.Mutex // one bounce sweep at a time
@@ -180,6 +183,7 @@ func New(opts Options) *Engine {
 		wake:   make(chan struct{}, 1),
 		events: newHub(),
 		stats:  newRefusals(),
+		conns:  newConnState(),
 		lim:    newLimiter(),
 	}
 	e.certs = newCertStore(e)
@@ -202,44 +206,32 @@ func (e *Engine) Start(ctx context.Context) error {
 	// same data directory fails here, on the port the first one holds,
 	// instead of handing the first one's deliveries in flight to the
 	// scheduler a second time.
-	ln := e.opts.Listener
-	if ln == nil {
-		addr := net.JoinHostPort(s.Listen.Address, fmt.Sprint(s.Listen.Port))
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", addr, err)
-		}
-	}
-	submission, implicit, err := e.openTLSListeners(s.Listen.Address, s.Listen.SubmissionPort, s.Listen.TLSPort)
+	socks, err := e.openSockets(s)
 	if err != nil {
-		ln.Close()
 		return err
-	}
-	lns := []net.Listener{ln}
-	for _, l := range []net.Listener{submission, implicit} {
-		if l != nil {
-			lns = append(lns, l)
-		}
 	}
 	n, err := e.store.ReleaseClaims(ctx, e.now())
 	if err != nil {
-		closeAll(lns)
+		closeAll(socks[:])
 		return fmt.Errorf("releasing interrupted deliveries: %w", err)
 	}
 	if n > 0 {
 		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
 	}
+	srv := newSMTPServer(e)
 	e.mu.Lock()
-	e.listener = ln
-	e.listeners = lns
+	for i, ln := range socks {
+		if ln != nil {
+			e.accept[i] = newAcceptor(ln)
+		}
+	}
+	e.server = srv
 	e.mu.Unlock()
+	e.serveOn(srv)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.done = make(chan struct{})
-	e.server = newSMTPServer(e)
-	go e.server.serve(ln)
-	e.server.serveTLSListeners(submission, implicit)
 	go func() {
 		defer close(e.done)
 		e.schedule(runCtx)
@@ -247,9 +239,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	go e.flushCounters(runCtx)
 	go e.housekeep(runCtx)
 	e.removeStaleSpool()
-	e.log.Info("postroom started", "listen", ln.Addr().String(), "submission", addrOf(submission), "tls", addrOf(implicit),
-		"mode", s.Delivery.Mode, "hostname", s.Hostname)
-	e.publish(Event{Kind: EventStarted, Text: "listening on " + ln.Addr().String()})
+	e.log.Info("postroom started", "listen", socks[sockMain].Addr().String(), "submission", addrOf(socks[sockSubmission]),
+		"tls", addrOf(socks[sockImplicit]), "mode", s.Delivery.Mode, "hostname", s.Hostname)
+	e.publish(Event{Kind: EventStarted, Text: "listening on " + socks[sockMain].Addr().String()})
 	return nil
 }
 
@@ -277,16 +269,23 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if e.server == nil {
 		return nil
 	}
-	var errs []error
-	if err := e.server.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		errs = append(errs, err)
-	}
-	// go-smtp closes only the listeners its Serve has reached; one whose
-	// goroutine had not started yet would otherwise keep the port.
+	// Stop accepting first, then end the sessions (of the current intake
+	// and of any earlier one still finishing after a settings change).
 	e.mu.Lock()
-	closeAll(e.listeners)
-	e.listeners = nil
+	for i, a := range e.accept {
+		if a != nil {
+			a.Close()
+			e.accept[i] = nil
+		}
+	}
+	servers := append(slices.Clone(e.retired), e.server)
 	e.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+	}
 	e.cancel()
 	select {
 	case <-e.done:
@@ -298,21 +297,15 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func closeAll(lns []net.Listener) {
-	for _, l := range lns {
-		l.Close()
-	}
-}
-
 // ListenAddr is the address the SMTP server listens on, or "" when it does
 // not run.
 func (e *Engine) ListenAddr() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.listener == nil {
+	if e.accept[sockMain] == nil {
 		return ""
 	}
-	return e.listener.Addr().String()
+	return e.accept[sockMain].Addr().String()
 }
 
 // Settings returns the settings in effect.

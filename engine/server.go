@@ -40,12 +40,19 @@ const storeTimeout = 30 * time.Second
 type smtpServer struct {
 	e   *Engine
 	srv *smtp.Server
+	*connState
+}
 
+// connState outlives the intake servers that settings changes replace:
+// a client's connections and failed logins still count.
+type connState struct {
 	mu    sync.Mutex
 	total int
 	perIP map[netip.Addr]int
 	auth  authLimiter // failed AUTH attempts, engine-wide (auth.go)
 }
+
+func newConnState() *connState { return &connState{perIP: make(map[netip.Addr]int)} }
 
 func newSMTPServer(e *Engine) *smtpServer {
 	s := e.Settings()
@@ -68,7 +75,7 @@ func newSMTPServer(e *Engine) *smtpServer {
 	srv.AllowInsecureAuth = s.Listen.AuthWithoutTLS
 	srv.TLSConfig = e.certs.tlsConfig() // STARTTLS, and port 465 (tls.go)
 	srv.ErrorLog = smtpLogger{e.log}
-	return &smtpServer{e: e, srv: srv, perIP: make(map[netip.Addr]int)}
+	return &smtpServer{e: e, srv: srv, connState: e.conns}
 }
 
 func (s *smtpServer) serve(ln net.Listener) {

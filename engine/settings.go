@@ -3,9 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 
 	"postroom/engine/config"
+	"postroom/engine/policy"
 )
 
 // LoadSettings returns the stored settings, or the defaults (with this
@@ -50,13 +53,33 @@ func (e *Engine) reloadSettings(ctx context.Context) {
 	if err != nil || !found || version == current {
 		return
 	}
-	if err := e.Load(ctx); err != nil {
+	s, version, err := loadSettings(ctx, e.store)
+	var pol *policy.Policy
+	if err == nil {
+		pol, err = newPolicy(&s)
+	}
+	if err != nil {
 		e.log.Error("the saved settings could not be applied; the previous ones stay in effect", "err", err)
 		e.mu.Lock()
 		e.version = version // do not retry a bad version at every scan
 		e.mu.Unlock()
 		return
 	}
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	old, running := e.settings, e.accept[sockMain] != nil
+	e.mu.Unlock()
+	var fresh [sockKinds]net.Listener
+	var changed [sockKinds]bool
+	if running {
+		if fresh, changed, err = e.reopenSockets(old, s); err != nil {
+			e.log.Error("the new listening address or port could not be opened; the old ones stay in effect", "err", err)
+			s.Listen.Address, s.Listen.Port = old.Listen.Address, old.Listen.Port
+			s.Listen.SubmissionPort, s.Listen.TLSPort = old.Listen.SubmissionPort, old.Listen.TLSPort
+		}
+	}
+	e.adopt(old, s, pol, version, running, fresh, changed)
 	e.log.Info("settings changed by another program were applied", "version", version)
 }
 
@@ -72,8 +95,9 @@ func (e *Engine) ImportSettings(ctx context.Context, doc []byte) error {
 }
 
 // SaveSettings validates and stores settings. A running engine applies
-// them to new sessions and deliveries at once; a change of the listening
-// address or port takes effect at the next start.
+// them at once: to new sessions and deliveries, and by moving to new ports
+// when the listening address or ports change (sessions in progress end on
+// the old intake). A port that cannot be opened changes nothing.
 func (e *Engine) SaveSettings(ctx context.Context, s config.Settings) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -86,21 +110,52 @@ func (e *Engine) SaveSettings(ctx context.Context, s config.Settings) error {
 	if err != nil {
 		return err
 	}
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	running := e.accept[sockMain] != nil
+	old := e.settings
+	e.mu.Unlock()
+	// New ports are opened before anything is saved: a port that cannot
+	// be opened leaves the settings as they were.
+	var fresh [sockKinds]net.Listener
+	var changed [sockKinds]bool
+	if running {
+		if fresh, changed, err = e.reopenSockets(old, s); err != nil {
+			return fmt.Errorf("nothing was changed: %w", err)
+		}
+	}
 	version, err := e.store.SaveSettings(ctx, string(doc), e.now())
 	if err != nil {
+		closeAll(fresh[:])
 		return fmt.Errorf("saving the settings: %w", err)
 	}
+	e.log.Info("settings saved", "version", version)
+	e.adopt(old, s, pol, version, running, fresh, changed)
+	return nil
+}
+
+// adopt puts saved settings in effect: at once for new sessions and
+// deliveries, on a new intake server (and new sockets) when what go-smtp
+// was built with changed. The caller holds applyMu.
+func (e *Engine) adopt(old, s config.Settings, pol *policy.Policy, version int, running bool, fresh [sockKinds]net.Listener, changed [sockKinds]bool) {
 	e.mu.Lock()
-	running := e.listener != nil
-	old := e.settings
 	e.settings, e.policy, e.version = s, pol, version
 	e.mu.Unlock()
-	e.log.Info("settings saved", "version", version)
-	if running && old.Listen != s.Listen {
-		e.log.Warn("the new listening settings take effect when Postroom is restarted")
+	if running && (slices.Contains(changed[:], true) || intakeChanged(old, s)) {
+		e.restartIntake(fresh, changed)
 	}
 	e.Wake()
-	return nil
+}
+
+// intakeChanged reports whether the go-smtp server must be rebuilt: it
+// reads these settings once, when it is made (newSMTPServer). The rest
+// (access lists, connection caps, quotas) is read per connection.
+func intakeChanged(old, s config.Settings) bool {
+	o, n := old.Limits, s.Limits
+	return old.Hostname != s.Hostname || old.Listen.AuthWithoutTLS != s.Listen.AuthWithoutTLS ||
+		o.MaxMessageBytes != n.MaxMessageBytes || o.MaxRecipients != n.MaxRecipients ||
+		o.MaxLineLength != n.MaxLineLength || o.IdleTimeout != n.IdleTimeout
 }
 
 // ExportSettings returns the settings in effect as a complete TOML document.
