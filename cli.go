@@ -40,6 +40,8 @@ Usage:
   postroom queue pause|resume       stop or restart all sending
   postroom user add NAME            add an SMTP AUTH user; the password is read from standard input
   postroom user list                the users, their quotas and when they were added
+  postroom user password NAME       set a new password (read from standard input)
+  postroom user quota NAME H D      at most H messages per hour and D per day (0 = no limit)
   postroom user remove NAME         remove a user
   postroom dkim generate DOMAIN [--selector S] [--algo rsa2048|ed25519]
   postroom dkim dns DOMAIN          the DNS records to publish (DKIM, SPF, DMARC)

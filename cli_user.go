@@ -11,33 +11,45 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"golang.org/x/term"
+
 	"postroom/engine"
 )
 
 // cmdUser manages the accounts that may relay with SMTP AUTH.
 func cmdUser(args []string, std stdio) error {
-	c := newCommand("user", "user add NAME | user list | user remove NAME", std)
+	c := newCommand("user", "user add NAME | user password NAME | user quota NAME PER_HOUR PER_DAY | user list | user remove NAME", std)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return &usageError{"user needs a subcommand: add NAME, list or remove NAME"}
+		return &usageError{"user needs a subcommand: add NAME, password NAME, quota NAME PER_HOUR PER_DAY, list or remove NAME"}
 	}
 	sub, rest := pos[0], pos[1:]
+	var perHour, perDay int
 	switch {
 	case sub == "list" && len(rest) == 0:
-	case (sub == "add" || sub == "remove") && len(rest) == 1:
+	case (sub == "add" || sub == "remove" || sub == "password") && len(rest) == 1:
+	case sub == "quota" && len(rest) == 3:
+		if perHour, err = quotaArg("PER_HOUR", rest[1]); err != nil {
+			return err
+		}
+		if perDay, err = quotaArg("PER_DAY", rest[2]); err != nil {
+			return err
+		}
 	case sub == "list":
 		return &usageError{"user list takes no arguments"}
-	case sub == "add" || sub == "remove":
+	case sub == "add" || sub == "remove" || sub == "password":
 		return &usageError{fmt.Sprintf("usage: user %s NAME", sub)}
+	case sub == "quota":
+		return &usageError{"usage: user quota NAME PER_HOUR PER_DAY (messages; 0 = no limit)"}
 	default:
 		return &usageError{fmt.Sprintf("unknown user subcommand %q", sub)}
 	}
 
 	var password string
-	if sub == "add" {
+	if sub == "add" || sub == "password" {
 		// Read before opening the database, so a missing password changes
 		// nothing and holds no lock while a person types.
 		if password, err = readPassword(std); err != nil {
@@ -57,6 +69,18 @@ func cmdUser(args []string, std stdio) error {
 			return err
 		}
 		fmt.Fprintf(std.out, "User %s added. It may send through Postroom from any network after AUTH (over TLS, or from this computer when listen.auth_without_tls is set).\n", strings.ToLower(rest[0]))
+		return nil
+	case "password":
+		if err := eng.SetPassword(ctx, rest[0], password); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.out, "Password of %s changed.\n", strings.ToLower(rest[0]))
+		return nil
+	case "quota":
+		if err := eng.SetUserQuota(ctx, rest[0], perHour, perDay); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.out, "%s may send %s messages per hour and %s per day.\n", strings.ToLower(rest[0]), quota(perHour), quota(perDay))
 		return nil
 	case "remove":
 		if err := eng.RemoveUser(ctx, rest[0]); err != nil {
@@ -81,6 +105,14 @@ func cmdUser(args []string, std stdio) error {
 	return tw.Flush()
 }
 
+func quotaArg(name, v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, &usageError{fmt.Sprintf("%s must be a whole number of messages, 0 for no limit (got %q)", name, v)}
+	}
+	return n, nil
+}
+
 func quota(n int) string {
 	if n <= 0 {
 		return "unlimited"
@@ -88,14 +120,20 @@ func quota(n int) string {
 	return strconv.Itoa(n)
 }
 
-// readPassword reads one line from standard input. On a terminal it asks
-// first; the build has no terminal library to hide the typing, so the
-// prompt says so and shows how to pipe the password in instead.
+// readPassword reads one line from standard input: typed without echo
+// on a terminal, or piped in by a script.
 func readPassword(std stdio) (string, error) {
-	if f, ok := std.in.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(std.err, "Password (it will show as you type; to avoid that, pipe it in, e.g. `postroom user add NAME < file`): ")
+	if f, ok := std.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(std.err, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(std.err)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
 		}
+		if len(b) == 0 {
+			return "", errors.New("no password given")
+		}
+		return string(b), nil
 	}
 	line, err := bufio.NewReader(std.in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

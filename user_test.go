@@ -41,6 +41,21 @@ func TestUserAddListRemove(t *testing.T) {
 	if code, _, errOut := runIn("other password\n", "user", "add", "scanner", "--data", dir); code != 1 || !strings.Contains(errOut, "exists already") {
 		t.Errorf("adding a taken name: exit %d, %q; want exit 1 saying it exists", code, errOut)
 	}
+	if code, out, errOut := runIn("", "user", "quota", "scanner", "10", "100", "--data", dir); code != 0 || !strings.Contains(out, "10 messages per hour and 100 per day") {
+		t.Fatalf("user quota: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if _, out, _ := runIn("", "user", "list", "--data", dir); !strings.Contains(out, "10") || !strings.Contains(out, "100") || strings.Contains(out, "unlimited") {
+		t.Errorf("user list after setting quotas:\n%s", out)
+	}
+	if code, _, errOut := runIn("", "user", "quota", "scanner", "ten", "100", "--data", dir); code != 2 || !strings.Contains(errOut, "PER_HOUR") {
+		t.Errorf("a quota that is not a number: exit %d, %q; want exit 2 naming PER_HOUR", code, errOut)
+	}
+	if code, out, errOut := runIn("a new password\n", "user", "password", "scanner", "--data", dir); code != 0 || !strings.Contains(out, "Password of scanner changed") {
+		t.Fatalf("user password: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if code, _, errOut := runIn("x password\n", "user", "password", "nobody", "--data", dir); code != 1 || !strings.Contains(errOut, `no user "nobody"`) {
+		t.Errorf("changing a missing user's password: exit %d, %q", code, errOut)
+	}
 	if code, out, errOut := runIn("", "user", "remove", "--data", dir, "scanner"); code != 0 || !strings.Contains(out, "User scanner removed") {
 		t.Fatalf("user remove: exit %d, out %q, err %q", code, out, errOut)
 	}
