@@ -564,6 +564,15 @@ func TestTLSOldVersionsRefused(t *testing.T) {
 		t.Fatalf("TLS 1.2 refused: %v", err)
 	}
 	conn.Close()
+
+	// Only forward-secret AEAD suites in TLS 1.2: a client offering
+	// nothing but CBC is refused.
+	cbc := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
+	if conn, err := tls.Dial("tcp", r.implicit, cbc); err == nil {
+		conn.Close()
+		t.Fatal("port 465 accepted a CBC-only TLS 1.2 client")
+	}
 }
 
 // lockedBuffer collects log output written from several goroutines.
