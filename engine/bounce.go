@@ -70,11 +70,8 @@ func statusOf(r storage.OwedRecipient) string {
 	if fields := strings.Fields(r.Text); len(fields) > 0 && isEnhancedCode(fields[0]) && fields[0][0] == '5' {
 		return fields[0]
 	}
-	switch {
-	case r.State == storage.Expired:
+	if r.State == storage.Expired {
 		return "4.4.7" // delivery time expired
-	case r.Code >= 500:
-		return "5.0.0"
 	}
 	return "5.0.0"
 }

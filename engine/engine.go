@@ -53,9 +53,8 @@ import (
 type Store interface {
 	Enqueue(ctx context.Context, m *storage.NewMessage, body io.Reader) (int64, error)
 	OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error)
-	ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]storage.Due, error)
-	NextDue(ctx context.Context) (time.Time, bool, error)
-	// The sending limits (limits.go).
+	// Due mail, less the destinations the sending limits hold back
+	// (limits.go).
 	ClaimDueExcept(ctx context.Context, now time.Time, limit int, lease time.Duration, exclude []string) ([]storage.Due, error)
 	NextDueExcept(ctx context.Context, exclude []string) (time.Time, bool, error)
 	Unclaim(ctx context.Context, recipientIDs []int64, at time.Time, reason string) (int, error)

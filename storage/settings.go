@@ -55,18 +55,3 @@ func (s *Store) SetValue(ctx context.Context, name string, value []byte) error {
 		return err
 	})
 }
-
-// DataVersion changes whenever another connection or process commits to the
-// database; a running engine polls it to notice queue commands run by the
-// command line.
-func (s *Store) DataVersion(ctx context.Context) (int64, error) {
-	// data_version is per connection, so ask on one pinned connection.
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return 0, classify(err)
-	}
-	defer conn.Close()
-	var v int64
-	err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
-	return v, classify(err)
-}
