@@ -132,3 +132,35 @@ func BenchmarkEnqueue4K(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClaimPastHeldBacklog is the scheduler's question during a big
+// newsletter: 100,000 overdue recipients at one destination that its
+// limit holds back, and other mail due behind them.
+func BenchmarkClaimPastHeldBacklog(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	now := time.Now()
+	fillQueue(b, s, 100_000, now)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < 100000 - 1)
+			INSERT INTO recipients(message_id, address, domain, state, next_attempt, updated_at)
+			SELECT i / 10 + 1, 'user' || i || '@big.example', 'big.example', 'queued', ? - i, ? FROM seq`,
+			ms(now.Add(-time.Hour)), ms(now))
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	exclude := []string{"big.example"}
+	for b.Loop() {
+		due, err := s.ClaimDueExcept(ctx, now.Add(time.Hour), 100, time.Hour, exclude)
+		if err != nil || len(due) != 100 {
+			b.Fatalf("claimed %d: %v", len(due), err)
+		}
+		b.StopTimer()
+		if _, err := s.ReleaseClaims(ctx, now); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
