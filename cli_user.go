@@ -124,16 +124,32 @@ func quota(n int) string {
 // on a terminal, or piped in by a script.
 func readPassword(std stdio) (string, error) {
 	if f, ok := std.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(std.err, "Password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(std.err)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(std.err, prompt)
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(std.err)
+			if err != nil {
+				return "", fmt.Errorf("reading the password: %w", err)
+			}
+			return string(b), nil
 		}
-		if len(b) == 0 {
+		first, err := ask("Password: ")
+		if err != nil {
+			return "", err
+		}
+		if first == "" {
 			return "", errors.New("no password given")
 		}
-		return string(b), nil
+		// Unseen typing is easy to get wrong: a typo would lock the user
+		// out.
+		again, err := ask("The same password again: ")
+		if err != nil {
+			return "", err
+		}
+		if again != first {
+			return "", errors.New("the two passwords differ; nothing was changed")
+		}
+		return first, nil
 	}
 	line, err := bufio.NewReader(std.in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

@@ -50,6 +50,9 @@ func TestUserAddListRemove(t *testing.T) {
 	if code, _, errOut := runIn("", "user", "quota", "scanner", "ten", "100", "--data", dir); code != 2 || !strings.Contains(errOut, "PER_HOUR") {
 		t.Errorf("a quota that is not a number: exit %d, %q; want exit 2 naming PER_HOUR", code, errOut)
 	}
+	if code, _, errOut := runIn("", "user", "quota", "nobody", "1", "2", "--data", dir); code != 1 || !strings.Contains(errOut, `no user "nobody"`) {
+		t.Errorf("a quota for a missing user: exit %d, %q", code, errOut)
+	}
 	if code, out, errOut := runIn("a new password\n", "user", "password", "scanner", "--data", dir); code != 0 || !strings.Contains(out, "Password of scanner changed") {
 		t.Fatalf("user password: exit %d, out %q, err %q", code, out, errOut)
 	}

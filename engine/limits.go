@@ -615,7 +615,7 @@ func (e *Engine) SetUserQuota(ctx context.Context, name string, perHour, perDay 
 		return err
 	}
 	if err := e.store.SetUserQuota(ctx, name, perHour, perDay); err != nil {
-		return err
+		return noSuchUser(name, err)
 	}
 	e.log.Info("user quota set", "user", name, "per_hour", perHour, "per_day", perDay)
 	return nil

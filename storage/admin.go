@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -213,21 +214,22 @@ func listQuery(f Filter) (string, []any) {
 		}
 		return q + " ORDER BY r.id DESC LIMIT ?"
 	}
+	states := slices.Compact(slices.Sorted(slices.Values(f.States))) // "queued,queued" lists each row once
 	var q string
-	switch len(f.States) {
+	switch len(states) {
 	case 0:
 		q = page(where)
 		args = append(args, limit)
 	case 1:
 		q = page(append([]string{"r.state = ?"}, where...))
-		args = append([]any{string(f.States[0])}, append(args, limit)...)
+		args = append([]any{string(states[0])}, append(args, limit)...)
 	default:
 		// One page per state, each read newest first from the (state, id)
 		// index, then merged: "state IN (...)" would sort every matching
 		// recipient to find the newest few.
 		var arms []string
 		var all []any
-		for _, st := range f.States {
+		for _, st := range states {
 			arms = append(arms, "SELECT * FROM ("+page(append([]string{"r.state = ?"}, where...))+")")
 			all = append(append(append(all, string(st)), args...), limit)
 		}

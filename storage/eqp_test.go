@@ -88,7 +88,7 @@ func TestListOfSeveralStatesPagesNewestFirst(t *testing.T) {
 	var got []int64
 	before := int64(0)
 	for {
-		rows, err := s.List(ctx, Filter{States: []State{Held, Queued}, Limit: 3, BeforeID: before})
+		rows, err := s.List(ctx, Filter{States: []State{Held, Queued, Held}, Limit: 3, BeforeID: before})
 		if err != nil {
 			t.Fatal(err)
 		}
