@@ -36,7 +36,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -225,8 +224,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 	}
 	e.server = srv
-	e.mu.Unlock()
 	e.serveOn(srv)
+	e.mu.Unlock()
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
@@ -265,26 +264,37 @@ func (e *Engine) Load(ctx context.Context) error {
 // sessions and deliveries in flight until ctx ends, and then abandons them
 // (their claims are released at the next start).
 func (e *Engine) Shutdown(ctx context.Context) error {
-	if e.server == nil {
-		return nil
-	}
 	// Stop accepting first, then end the sessions (of the current intake
 	// and of any earlier one still finishing after a settings change).
+	// applyMu: a settings change in progress completes first, and none
+	// starts a new intake afterwards.
+	e.applyMu.Lock()
 	e.mu.Lock()
+	if e.server == nil {
+		e.mu.Unlock()
+		e.applyMu.Unlock()
+		return nil
+	}
 	for i, a := range e.accept {
 		if a != nil {
 			a.Close()
 			e.accept[i] = nil
 		}
 	}
-	servers := append(slices.Clone(e.retired), e.server)
+	servers := append(e.retired, e.server)
+	e.server, e.retired = nil, nil
 	e.mu.Unlock()
-	var errs []error
-	for _, srv := range servers {
-		if err := srv.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			errs = append(errs, err)
-		}
+	e.applyMu.Unlock()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Go(func() {
+			if err := srv.shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				errs[i] = err
+			}
+		})
 	}
+	wg.Wait()
 	e.cancel()
 	select {
 	case <-e.done:

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -149,25 +148,18 @@ func closeAll(lns []net.Listener) {
 	}
 }
 
-// serveOn starts srv on every open socket.
+// serveOn starts srv on every open socket. The caller holds e.mu.
 func (e *Engine) serveOn(srv *smtpServer) {
-	e.mu.Lock()
-	accept := e.accept
-	e.mu.Unlock()
-	go srv.serve(accept[sockMain].listener())
-	var submission, implicit net.Listener
-	if a := accept[sockSubmission]; a != nil {
-		submission = a.listener()
+	var views [sockKinds]net.Listener
+	for k, a := range e.accept {
+		if a != nil {
+			views[k] = a.listener()
+			srv.lns = append(srv.lns, views[k])
+		}
 	}
-	if a := accept[sockImplicit]; a != nil {
-		implicit = a.listener()
-	}
-	srv.serveTLSListeners(submission, implicit)
+	go srv.serve(views[sockMain])
+	srv.serveTLSListeners(views[sockSubmission], views[sockImplicit])
 }
-
-// drainTimeout bounds how long an intake replaced by a settings change may
-// go on serving the sessions it has (each also ends at its idle timeout).
-const drainTimeout = 30 * time.Minute
 
 // reopenSockets opens the sockets whose address or port the new settings
 // change; changed[k] with a nil socket means that kind is no longer
@@ -195,11 +187,18 @@ func (e *Engine) reopenSockets(old, s config.Settings) (fresh [sockKinds]net.Lis
 }
 
 // restartIntake puts a new SMTP server, built from the settings now in
-// effect, on the sockets (the fresh ones where they changed), and lets the
-// old one finish its sessions.
+// effect, on the sockets (the fresh ones where they changed). The old one
+// takes no new connection once this returns and serves the sessions it
+// has until they end (Shutdown ends them if they last). The caller holds
+// applyMu.
 func (e *Engine) restartIntake(fresh [sockKinds]net.Listener, changed [sockKinds]bool) {
 	srv := newSMTPServer(e)
 	e.mu.Lock()
+	if e.accept[sockMain] == nil { // stopped meanwhile
+		e.mu.Unlock()
+		closeAll(fresh[:])
+		return
+	}
 	var closing []*acceptor
 	for k := range sockKinds {
 		if !changed[k] {
@@ -215,21 +214,22 @@ func (e *Engine) restartIntake(fresh [sockKinds]net.Listener, changed [sockKinds
 	}
 	old := e.server
 	e.server = srv
+	e.serveOn(srv)
+	// Retired intakes whose sessions have all ended are let go.
+	e.retired = slices.DeleteFunc(e.retired, func(r *smtpServer) bool {
+		if r.sessionCount() > 0 {
+			return false
+		}
+		r.srv.Close()
+		return true
+	})
 	e.retired = append(e.retired, old)
 	e.mu.Unlock()
+	// From here on only the new server takes connections (a connection
+	// caught in the old one's Accept is handed on).
+	closeAll(old.lns)
 	for _, a := range closing {
 		a.Close()
 	}
-	e.serveOn(srv)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		if err := old.srv.Shutdown(ctx); err != nil {
-			old.srv.Close()
-		}
-		e.mu.Lock()
-		e.retired = slices.DeleteFunc(e.retired, func(s *smtpServer) bool { return s == old })
-		e.mu.Unlock()
-	}()
 	e.log.Info("intake restarted with the new settings", "listen", e.ListenAddr())
 }

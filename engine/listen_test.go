@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -130,4 +131,76 @@ func freeLocalPort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Settings saved by another program that name a port in use leave the
+// relay listening where it was: nothing crashes, nothing stops.
+func TestReloadWithABusyPortKeepsServing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := New(Options{Store: st, SpoolDir: dir})
+	s := testSettings(nil)
+	s.Listen.Port = freeLocalPort(t)
+	if err := e.SaveSettings(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(ctx)
+	oldAddr := e.ListenAddr()
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := s
+	taken.Listen.Port = busy.Addr().(*net.TCPAddr).Port
+	taken.Limits.MaxMessageBytes = 54321 // the rest of the change still applies
+	doc, err := taken.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveSettings(ctx, string(doc), time.Now()); err != nil { // as `config import` does
+		t.Fatal(err)
+	}
+	e.reloadSettings(ctx)
+	if got := e.ListenAddr(); got != oldAddr {
+		t.Fatalf("listening on %q after a failed move, want still %s", got, oldAddr)
+	}
+	if size := ehloAt(t, oldAddr); size != "54321" {
+		t.Errorf("SIZE %s after the reload, want the new 54321", size)
+	}
+}
+
+// Shutdown also ends the sessions of an intake that a settings change
+// replaced.
+func TestShutdownEndsSessionsOfReplacedIntake(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testSettings(nil)
+	r := startRelay(t, s, Options{}, "")
+	early, err := smtp.Dial(r.e.ListenAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	if err := early.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Hostname = "renamed.test"
+	if err := r.e.SaveSettings(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	if err := early.Noop(); err == nil {
+		t.Fatal("a session of the replaced intake is still served after Shutdown")
+	}
 }

@@ -41,6 +41,11 @@ type smtpServer struct {
 	e   *Engine
 	srv *smtp.Server
 	*connState
+
+	lns []net.Listener // its views of the sockets (listen.go), set by serveOn
+
+	liveMu sync.Mutex
+	live   map[*countedConn]bool // the connections it serves now
 }
 
 // connState outlives the intake servers that settings changes replace:
@@ -75,7 +80,7 @@ func newSMTPServer(e *Engine) *smtpServer {
 	srv.AllowInsecureAuth = s.Listen.AuthWithoutTLS
 	srv.TLSConfig = e.certs.tlsConfig() // STARTTLS, and port 465 (tls.go)
 	srv.ErrorLog = smtpLogger{e.log}
-	return &smtpServer{e: e, srv: srv, connState: e.conns}
+	return &smtpServer{e: e, srv: srv, connState: e.conns, live: make(map[*countedConn]bool)}
 }
 
 func (s *smtpServer) serve(ln net.Listener) {
@@ -92,7 +97,14 @@ func (s *smtpServer) shutdown(ctx context.Context) error {
 	defer cancel()
 	err := s.srv.Shutdown(grace)
 	if err != nil {
+		// go-smtp's Close does nothing once Shutdown has begun: close
+		// the connections ourselves.
 		s.srv.Close()
+		s.liveMu.Lock()
+		for c := range s.live {
+			c.Conn.Close()
+		}
+		s.liveMu.Unlock()
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -158,14 +170,29 @@ func (s *smtpServer) admit(c net.Conn) net.Conn {
 		maxMessage:  lim.MaxMessageBytes,
 		refused:     func(rule string) { e.refused(rule, ip, "connection", "") },
 	})
-	return &countedConn{Conn: g, release: func() {
+	cc := &countedConn{Conn: g}
+	cc.release = func() {
+		s.liveMu.Lock()
+		delete(s.live, cc)
+		s.liveMu.Unlock()
 		s.mu.Lock()
 		s.total--
 		if s.perIP[ip]--; s.perIP[ip] <= 0 {
 			delete(s.perIP, ip)
 		}
 		s.mu.Unlock()
-	}}
+	}
+	s.liveMu.Lock()
+	s.live[cc] = true
+	s.liveMu.Unlock()
+	return cc
+}
+
+// sessionCount is how many connections the server serves now.
+func (s *smtpServer) sessionCount() int {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	return len(s.live)
 }
 
 type countedConn struct {

@@ -68,13 +68,17 @@ func (e *Engine) reloadSettings(ctx context.Context) {
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
 	e.mu.Lock()
-	old, running := e.settings, e.accept[sockMain] != nil
+	old, running, current := e.settings, e.accept[sockMain] != nil, e.version
 	e.mu.Unlock()
+	if current >= version {
+		return // a SaveSettings in this process got there first
+	}
 	var fresh [sockKinds]net.Listener
 	var changed [sockKinds]bool
 	if running {
 		if fresh, changed, err = e.reopenSockets(old, s); err != nil {
 			e.log.Error("the new listening address or port could not be opened; the old ones stay in effect", "err", err)
+			fresh, changed = [sockKinds]net.Listener{}, [sockKinds]bool{}
 			s.Listen.Address, s.Listen.Port = old.Listen.Address, old.Listen.Port
 			s.Listen.SubmissionPort, s.Listen.TLSPort = old.Listen.SubmissionPort, old.Listen.TLSPort
 		}
