@@ -239,6 +239,13 @@ func cmdServe(args []string, std stdio) error {
 	}
 	defer st.Close()
 	eng := engine.New(engine.Options{Store: st, Logger: log, SpoolDir: *c.dataDir})
+	// A relay already serving this queue must not have its settings
+	// replaced by one that will not start.
+	unlock, err := st.LockRun()
+	if err != nil {
+		return err
+	}
+	unlock()
 	if *configFile != "" {
 		if err := importFile(ctx, eng, *configFile); err != nil {
 			return err

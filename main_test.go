@@ -452,3 +452,27 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		t.Fatalf("after a second Ctrl-C postroom ended with %v, want it killed by the signal; stderr:\n%s", err, srv.stderrText())
 	}
 }
+
+// Two relays on one queue would send mail twice: the second is refused,
+// whatever port it was told to use.
+func TestSecondServeOnTheSameDataIsRefused(t *testing.T) {
+	t.Parallel()
+	bin := postroomBinary(t)
+	h := newHop(t, false)
+	dir := t.TempDir()
+	port := freePort(t)
+	srv := startServe(t, bin, dir, "--config", writeConfig(t, dir, port, h.ln.Addr().String()))
+	srv.waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+
+	other := writeConfig(t, t.TempDir(), freePort(t), h.ln.Addr().String())
+	out, err := runCLI(t, bin, "serve", "--data", dir, "--config", other)
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 || !strings.Contains(out, "another running Postroom") {
+		t.Fatalf("second serve on the same data: %v, output:\n%s\nwant exit 1 saying another Postroom serves the queue", err, out)
+	}
+	// Its --config was not imported: the first relay keeps its port.
+	exported, err := runCLI(t, bin, "config", "export", "--data", dir)
+	if err != nil || !strings.Contains(exported, fmt.Sprintf("port = %d", port)) {
+		t.Fatalf("settings after the refused second serve (%v):\n%s", err, exported)
+	}
+}

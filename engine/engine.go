@@ -60,6 +60,8 @@ type Store interface {
 	CountUserMessages(ctx context.Context, user string, since time.Time) (int, error)
 	SetUserQuota(ctx context.Context, name string, perHour, perDay int) error
 	ReleaseClaims(ctx context.Context, now time.Time) (int, error)
+	// LockRun admits one running relay per queue (storage.LockRun).
+	LockRun() (unlock func(), err error)
 	PurgeFinished(ctx context.Context, cutoff time.Time) (int, error)
 	RecordResults(ctx context.Context, results []storage.Result) error
 	SetDKIM(ctx context.Context, messageID int64, dkim string) error
@@ -147,6 +149,7 @@ type Engine struct {
 	retired  []*smtpServer        // earlier intakes finishing their sessions after a settings change
 	conns    *connState           // connection counts and AUTH failures, shared by every intake
 	applyMu  sync.Mutex           // one SaveSettings at a time
+	unlock   func()               // releases the run lock (Start, Shutdown)
 	cancel   context.CancelFunc
 	done     chan struct{}
 
@@ -200,19 +203,26 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.certs.prepare(ctx); err != nil {
 		return err
 	}
-	// Listen before releasing claims: a second Postroom started on the
-	// same data directory fails here, on the port the first one holds,
-	// instead of handing the first one's deliveries in flight to the
-	// scheduler a second time.
+	// A second Postroom on the same queue must fail before it releases
+	// claims: it would hand the first one's deliveries in flight to its
+	// own scheduler and send them twice. The run lock says so; the port
+	// the first one holds is a second guard.
+	unlock, err := e.store.LockRun()
+	if err != nil {
+		return err
+	}
 	socks, err := e.openSockets(s)
 	if err != nil {
+		unlock()
 		return err
 	}
 	n, err := e.store.ReleaseClaims(ctx, e.now())
 	if err != nil {
 		closeAll(socks[:])
+		unlock()
 		return fmt.Errorf("releasing interrupted deliveries: %w", err)
 	}
+	e.unlock = unlock
 	if n > 0 {
 		e.log.Info("deliveries interrupted by the last stop will be tried again", "recipients", n)
 	}
@@ -302,6 +312,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("deliveries still running at shutdown: %w", ctx.Err()))
 	}
 	e.stats.flush(context.WithoutCancel(ctx), e)
+	e.unlock()
 	e.log.Info("postroom stopped")
 	return errors.Join(errs...)
 }

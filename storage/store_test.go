@@ -479,3 +479,32 @@ func TestLeaseExpiryMakesClaimDueAgain(t *testing.T) {
 		t.Fatal("not due again after the lease ran out")
 	}
 }
+
+func TestRunLockAdmitsOneRelay(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), FileName)
+	ctx := context.Background()
+	first, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := Open(ctx, path) // as another process would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	unlock, err := first.LockRun()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.LockRun(); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second relay on the same queue: err %v, want ErrInUse naming %s", err, path)
+	}
+	unlock()
+	unlock2, err := second.LockRun()
+	if err != nil {
+		t.Fatalf("lock not free after the first relay stopped: %v", err)
+	}
+	unlock2()
+}
