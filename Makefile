@@ -3,7 +3,7 @@
 # not root), then the app is built and run, or every check CI runs is run.
 #
 #   make run        build the desktop app to ./postroom and start it (ARGS="--data DIR" passes flags)
-#   make test       gofmt, go vet, staticcheck, go test -race, then the pure-Go headless variant
+#   make test       gofmt, go vet, staticcheck, go test -race, the pure-Go headless variant, then the window under Xvfb
 #   make build      build ./postroom (cgo, window + tray)
 #   make build-headless   build ./postroom-headless (CGO_ENABLED=0, no window)
 #   make fuzz       run every Fuzz* target for FUZZTIME each (default 30s)
@@ -101,6 +101,8 @@ test: test-deps staticcheck-install
 		echo "go build -tags $(HEADLESS_TAGS) -o $$tmp/postroom-headless . (CGO_ENABLED=0)" && \
 		$(HEADLESS_ENV) $(GO) build -o "$$tmp/postroom-headless" .
 	$(HEADLESS_ENV) $(GO) test $(PKGS)
+	@echo "==> desktop smoke test under Xvfb"
+	@GO=$(GO) PKGS="$(PKGS)" .ci/smoke.sh
 	@echo "==> all checks passed"
 
 fuzz: deps

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -280,5 +281,103 @@ func TestLockedDatabaseAtStartSaysWhichFile(t *testing.T) {
 	msg := srv.stderr.String()
 	if !strings.Contains(msg, path) || !strings.Contains(msg, "locked by another program") || strings.Contains(msg, "panic") {
 		t.Errorf("the error does not name the file and the lock:\n%s", msg)
+	}
+}
+
+// serveFailsWith starts `postroom serve` on dir, which must refuse to start
+// within a minute, and returns what it wrote to stderr.
+func serveFailsWith(t *testing.T, bin, dir string) string {
+	t.Helper()
+	srv := startServe(t, bin, dir)
+	done := make(chan error, 1)
+	go func() { done <- srv.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("serve started and ended without an error")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve neither started nor gave up")
+	}
+	msg := srv.stderr.String()
+	if strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine ") {
+		t.Fatalf("serve panicked:\n%s", msg)
+	}
+	return msg
+}
+
+// TestCorruptDatabaseAtStartSaysWhichFileAndWhatToDo: a data directory
+// whose database is not a database (a disk error, a file copied over it)
+// stops `postroom serve` with an error naming the file and the remedy.
+func TestCorruptDatabaseAtStartSaysWhichFileAndWhatToDo(t *testing.T) {
+	t.Parallel()
+	bin := postroomBinary(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "postroom.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("this is not a database\n", 400)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg := serveFailsWith(t, bin, dir)
+	if !strings.Contains(msg, path) || !strings.Contains(msg, "move it aside") {
+		t.Errorf("the error does not name the file and what to do:\n%s", msg)
+	}
+	// A real database whose pages were garbled says the same.
+	dir2 := t.TempDir()
+	if out, err := runCLI(t, bin, "queue", "list", "--data", dir2); err != nil {
+		t.Fatalf("creating a database: %v\n%s", err, out)
+	}
+	path2 := filepath.Join(dir2, "postroom.db")
+	data, err := os.ReadFile(path2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []string{"-wal", "-shm"} {
+		os.Remove(path2 + side)
+	}
+	// Keep the header, garble the rest: the schema pages are unreadable.
+	for i := 100; i < len(data); i++ {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(path2, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg = serveFailsWith(t, bin, dir2)
+	if !strings.Contains(msg, path2) || !strings.Contains(msg, "move it aside") {
+		t.Errorf("a garbled database: the error does not name the file and what to do:\n%s", msg)
+	}
+}
+
+// TestReadOnlyDatabaseAtStartSaysWhichFileAndWhatToDo puts the data
+// directory on a file system mounted read-only (as root; otherwise the
+// directory and file lose their write permission) and starts `postroom
+// serve`: it stops with an error naming the file and saying it must be
+// writable.
+func TestReadOnlyDatabaseAtStartSaysWhichFileAndWhatToDo(t *testing.T) {
+	t.Parallel()
+	bin := postroomBinary(t)
+	dir := t.TempDir()
+	root := os.Geteuid() == 0
+	if root {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Skipf("skipped: as root a read-only file system is needed (mount failed: %v: %s), and root ignores file permissions", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	}
+	if out, err := runCLI(t, bin, "queue", "list", "--data", dir); err != nil {
+		t.Fatalf("creating the database: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "postroom.db")
+	if root {
+		if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
+			t.Fatalf("remounting read-only: %v: %s", err, out)
+		}
+	} else {
+		os.Chmod(path, 0o400)
+		os.Chmod(dir, 0o500)
+		t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	}
+	msg := serveFailsWith(t, bin, dir)
+	if !strings.Contains(msg, path) || !strings.Contains(msg, "writable") {
+		t.Errorf("the error does not name the file and say it must be writable:\n%s", msg)
 	}
 }

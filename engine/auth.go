@@ -218,8 +218,8 @@ func (s *session) AuthMechanisms() []string {
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.authAllowed() {
-		// go-smtp asks only when AllowInsecureAuth or TLS lets it; a
-		// plain-text client from another computer still ends here.
+		// go-smtp always asks (it cannot see the guard's TLS, so it is
+		// told AllowInsecureAuth): plain text is refused here.
 		return nil, errAuthNeedsTLS
 	}
 	switch mech {
@@ -234,7 +234,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // authAllowed: over TLS, or in plain text from loopback when
 // listen.auth_without_tls is set.
 func (s *session) authAllowed() bool {
-	if _, ok := s.conn.TLSConnectionState(); ok {
+	if _, ok := tlsStateOf(s.conn); ok {
 		return true
 	}
 	return s.ip.IsLoopback() && s.e.Settings().Listen.AuthWithoutTLS

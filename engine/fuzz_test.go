@@ -50,6 +50,9 @@ func FuzzSMTPDialogue(f *testing.F) {
 		"EHLO c\r\nAUTH PLAIN =\r\nAUTH LOGIN\r\n*\r\nSTARTTLS\r\n\x16\x03\x01",
 		"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" + strings.Repeat("Received: x\r\n", 60) + "\r\n.\r\n",
 		"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n\x00\r\r\n.\r\r\n.\r\n",
+		"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@example.org>\r\n",
+		"EHLO a..b\r\nHELO <x>\r\nEHLO [1.2.3.4]\r\nEHLO MY_PC\r\nQUIT\r\n",
+		"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\nQUIT\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

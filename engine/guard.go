@@ -8,6 +8,9 @@ package engine
 //     message content lines may be as long as go-smtp's own ceiling;
 //   - a command line that looks like HTTP (a browser, or a proxy scanner
 //     trying CONNECT) closes the connection at once;
+//   - an EHLO or HELO name that is neither a host name nor an address
+//     literal is answered "501 5.5.2" (addr.CheckHelo), so that what later
+//     goes into the Received field and the queue is a name, not client junk;
 //   - inside DATA and BDAT chunks the client must keep up an average of
 //     limits.min_data_rate bytes per second after a grace period, and may
 //     never be silent for limits.idle_timeout; go-smtp itself sets one read
@@ -18,18 +21,27 @@ package engine
 //     command (go-smtp issue #196, where the rest of a timed-out message
 //     was interpreted as commands after the reply).
 //
+// The guard also does TLS, both STARTTLS and the implicit TLS of
+// listen.tls_port, because go-smtp would put its own *tls.Conn between the
+// guard and itself and leave the guard only ciphertext: every rule above
+// would stop at the handshake. So go-smtp is given no TLSConfig; the guard
+// adds STARTTLS to the EHLO reply, answers the command itself, throws away
+// whatever the client pipelined after it in clear text (the STARTTLS command
+// injection of CVE-2011-0411), and then asks for a new EHLO as RFC 3207
+// section 4.2 requires. The session learns about TLS from the guard
+// (tlsStateOf), since go-smtp cannot know.
+//
 // To tell commands from content the guard follows the dialogue byte by
 // byte. It hands go-smtp one command line per Read, so that the reply
 // written next belongs to that line: a "354" after DATA starts content, a
-// "220" after STARTTLS hands the connection over to TLS, and from then on
-// the guard only passes bytes through (it cannot read ciphertext; session.Data
-// enforces the data rate itself on TLS connections, see dataDeadlines). Content
-// ends exactly where go-smtp's own reader ends it (<CR><LF>.<CR><LF>), and a
+// multi-line "250" after EHLO is where STARTTLS is offered. Content ends
+// exactly where go-smtp's own reader ends it (<CR><LF>.<CR><LF>), and a
 // BDAT chunk after its announced size, so both always agree on what is a
 // command.
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -39,6 +51,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"postroom/engine/addr"
 )
 
 // dataRateGrace is how long a client may send slower than min_data_rate at
@@ -46,9 +60,14 @@ import (
 // never longer than the idle timeout.
 const dataRateGrace = 30 * time.Second
 
-// maxLongLines is how many refused command lines (over-long or with
-// control bytes) a client may send before it is disconnected, like
-// go-smtp's limit of three errors.
+// handshakeTimeout bounds a TLS handshake when the idle timeout is longer
+// (or off): a client that opens port 465 and says nothing holds a
+// connection slot only this long.
+const handshakeTimeout = time.Minute
+
+// maxLongLines is how many refused command lines (over-long, with control
+// bytes, or a bad EHLO name) a client may send before it is disconnected,
+// like go-smtp's limit of three errors.
 const maxLongLines = 3
 
 // guardLimits are the settings a guard enforces.
@@ -57,8 +76,10 @@ type guardLimits struct {
 	minDataRate int           // bytes per second in DATA; 0 = off
 	idle        time.Duration // longest silence anywhere
 	maxMessage  int64         // max_message_bytes, for the SIZE keyword
+	tls         *tls.Config   // for STARTTLS and implicit TLS; nil = no TLS
 	// refused is told about every refusal: "http_command",
-	// "command_too_long", "data_timeout".
+	// "command_too_long", "control_bytes", "bad_helo", "data_timeout",
+	// "tls_handshake".
 	refused func(rule string)
 }
 
@@ -69,15 +90,21 @@ func (l guardLimits) grace() time.Duration {
 	return dataRateGrace
 }
 
+func (l guardLimits) handshake() time.Duration {
+	if l.idle > 0 {
+		return min(handshakeTimeout, l.idle)
+	}
+	return handshakeTimeout
+}
+
 // guardMode is what the next bytes from the client are.
 type guardMode int
 
 const (
-	modeCommand     guardMode = iota // command lines
-	modeData                         // DATA content up to <CR><LF>.<CR><LF>
-	modeChunk                        // a BDAT chunk of a known size
-	modeSkipLine                     // the rest of an over-long command line
-	modePassthrough                  // TLS: bytes go through unexamined
+	modeCommand  guardMode = iota // command lines
+	modeData                      // DATA content up to <CR><LF>.<CR><LF>
+	modeChunk                     // a BDAT chunk of a known size
+	modeSkipLine                  // the rest of an over-long command line
 )
 
 // awaiting is the command whose reply decides the next mode.
@@ -86,7 +113,7 @@ type awaiting int
 const (
 	awaitNothing awaiting = iota
 	awaitData
-	awaitStartTLS
+	awaitEHLO
 )
 
 // errDataTimeout is the reply to a client too slow or silent inside DATA.
@@ -94,7 +121,8 @@ var errDataTimeout = smtpErr(421, smtp.EnhancedCode{4, 4, 2}, "Timeout or too sl
 
 // guardConn is a net.Conn that enforces guardLimits; see the top of the
 // file. go-smtp reads it from one goroutine; Write may race with Read only
-// around STARTTLS and shutdown, so the mode is kept under a mutex.
+// at shutdown, so the mode is kept under a mutex. Deadlines, addresses and
+// Close go to the TCP connection (embedded) even under TLS.
 type guardConn struct {
 	net.Conn
 	lim guardLimits
@@ -104,9 +132,10 @@ type guardConn struct {
 	buf   []byte
 	ready int
 	store []byte // buf's backing array, reused
-	seen  bool   // the first byte from the client has been looked at
 
 	mu       sync.Mutex
+	tlsConn  *tls.Conn // once TLS is on: what is read and written
+	needHelo bool      // TLS just started: only EHLO/HELO, NOOP, RSET or QUIT
 	mode     guardMode
 	await    awaiting
 	dot      int       // go-smtp's end-of-data state machine (see dotState)
@@ -116,7 +145,6 @@ type guardConn struct {
 	long     int       // refused command lines so far
 	ended    bool      // no more reading: EOF from now on
 	closeOn  bool      // close the connection after the next write
-	drop     bool      // discard what the client sent before TLS started
 }
 
 func newGuardConn(c net.Conn, lim guardLimits) *guardConn {
@@ -126,8 +154,72 @@ func newGuardConn(c net.Conn, lim guardLimits) *guardConn {
 	return &guardConn{Conn: c, lim: lim}
 }
 
-// guardOf finds the guard under a connection go-smtp hands to a session
-// (which may be TLS over the guard after STARTTLS).
+// implicitTLS makes the connection TLS from its first byte (port 465). The
+// handshake happens when go-smtp writes its greeting; the deadline set here
+// bounds it.
+func (g *guardConn) implicitTLS() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tlsConn = tls.Server(g.Conn, g.lim.tls)
+	g.Conn.SetDeadline(time.Now().Add(g.lim.handshake()))
+}
+
+// wire is what the guard reads the client from and writes replies to: the
+// TCP connection, or TLS over it.
+func (g *guardConn) wire() io.ReadWriter {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tlsConn != nil {
+		return g.tlsConn
+	}
+	return g.Conn
+}
+
+// tlsState is the connection's TLS state, when TLS is on.
+func (g *guardConn) tlsState() (tls.ConnectionState, bool) {
+	g.mu.Lock()
+	tc := g.tlsConn
+	g.mu.Unlock()
+	if tc == nil {
+		return tls.ConnectionState{}, false
+	}
+	st := tc.ConnectionState()
+	return st, st.HandshakeComplete
+}
+
+// tlsStateOf is the TLS state of a session's connection: from the guard
+// that runs TLS, or from go-smtp (which knows only its own TLS, used by
+// servers built without a guard, as in tests).
+func tlsStateOf(c *smtp.Conn) (tls.ConnectionState, bool) {
+	if st, ok := c.TLSConnectionState(); ok {
+		return st, true
+	}
+	if g := guardOf(c.Conn()); g != nil {
+		return g.tlsState()
+	}
+	return tls.ConnectionState{}, false
+}
+
+// implicitTLSListener turns each guarded connection of a listener into an
+// implicit-TLS one (listen.tls_port).
+type implicitTLSListener struct{ net.Listener }
+
+func (l implicitTLSListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if g := guardOf(c); g != nil && g.lim.tls != nil {
+			g.implicitTLS()
+			return c, nil
+		}
+		// Never serve port 465 in clear text.
+		c.Close()
+	}
+}
+
+// guardOf finds the guard under a connection go-smtp hands to a session.
 func guardOf(c net.Conn) *guardConn {
 	for {
 		switch v := c.(type) {
@@ -135,7 +227,7 @@ func guardOf(c net.Conn) *guardConn {
 			return v
 		case *countedConn:
 			c = v.Conn
-		case interface{ NetConn() net.Conn }: // *tls.Conn
+		case interface{ NetConn() net.Conn }: // *kindConn, *tls.Conn
 			c = v.NetConn()
 		default:
 			return nil
@@ -148,17 +240,10 @@ func guardOf(c net.Conn) *guardConn {
 func (g *guardConn) Read(p []byte) (int, error) {
 	for {
 		g.mu.Lock()
-		mode, ended, drop := g.mode, g.ended, g.drop
-		g.drop = false
+		mode, ended := g.mode, g.ended
 		g.mu.Unlock()
 		if ended {
 			return 0, io.EOF
-		}
-		if drop {
-			// Bytes sent after STARTTLS but before our 220 were sent
-			// in clear text and must not count as part of the TLS
-			// session (the STARTTLS command injection of CVE-2011-0411).
-			g.buf, g.ready = g.buf[:0], 0
 		}
 		if g.ready > 0 {
 			n := copy(p, g.buf[:g.ready])
@@ -173,14 +258,6 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			if g.ready > 0 || len(g.buf) != before {
 				continue // something to hand out, or a line was dropped
 			}
-			if mode == modePassthrough {
-				n := copy(p, g.buf)
-				g.consume(n)
-				return n, nil
-			}
-		}
-		if mode == modePassthrough && len(g.buf) == 0 {
-			return g.Conn.Read(p)
 		}
 		if err := g.fill(mode); err != nil {
 			return 0, err
@@ -201,40 +278,7 @@ func (g *guardConn) consume(n int) {
 func (g *guardConn) check(mode guardMode) error {
 	switch mode {
 	case modeCommand:
-		if !g.seen {
-			g.seen = true
-			if g.buf[0] == 0x16 {
-				// A TLS handshake record: implicit TLS (port 465),
-				// where the guard can only pass bytes through.
-				g.setMode(modePassthrough)
-				g.ready = len(g.buf)
-				return nil
-			}
-		}
-		i := bytes.IndexByte(g.buf, '\n')
-		if i < 0 {
-			if len(g.buf) >= g.lim.commandLine {
-				return g.tooLong(-1)
-			}
-			return nil
-		}
-		if i+1 > g.lim.commandLine {
-			return g.tooLong(i)
-		}
-		line := g.buf[:i+1]
-		if looksLikeHTTP(line) {
-			g.lim.refused("http_command")
-			g.end()
-			g.Conn.Close()
-			return io.EOF
-		}
-		if hasControl(line) {
-			// go-smtp echoes an unknown command in its reply: a bare CR
-			// there would split our reply for the client.
-			return g.badLine(i, "control_bytes", "500 5.5.2 Control characters in command")
-		}
-		g.command(line)
-		g.ready = i + 1
+		return g.checkCommand()
 	case modeSkipLine:
 		i := bytes.IndexByte(g.buf, '\n')
 		if i < 0 {
@@ -254,19 +298,91 @@ func (g *guardConn) check(mode guardMode) error {
 		}
 		g.mu.Unlock()
 		g.ready = n
-	case modePassthrough:
 	}
 	return nil
 }
 
-// tooLong answers an over-long command line and skips it: up to end, the
-// index of its LF, or (end < 0) up to a LF still to come.
-func (g *guardConn) tooLong(end int) error {
-	return g.badLine(end, "command_too_long", "500 5.5.2 Line too long")
+// checkCommand hands out the next command line if it passes, answers it
+// itself when it does not (or when it is STARTTLS), and waits for more
+// bytes when the line is not complete.
+func (g *guardConn) checkCommand() error {
+	i := bytes.IndexByte(g.buf, '\n')
+	if i < 0 {
+		if len(g.buf) >= g.lim.commandLine {
+			return g.badLine(-1, "command_too_long", "500 5.5.2 Line too long")
+		}
+		return nil
+	}
+	if i+1 > g.lim.commandLine {
+		return g.badLine(i, "command_too_long", "500 5.5.2 Line too long")
+	}
+	line := g.buf[:i+1]
+	if looksLikeHTTP(line) {
+		g.lim.refused("http_command")
+		g.end()
+		g.Conn.Close()
+		return io.EOF
+	}
+	if hasControl(line) {
+		// go-smtp echoes an unknown command in its reply: a bare CR
+		// there would split our reply for the client.
+		return g.badLine(i, "control_bytes", "500 5.5.2 Control characters in command")
+	}
+	verb, arg := commandWord(line)
+	g.mu.Lock()
+	needHelo, isTLS := g.needHelo, g.tlsConn != nil
+	g.mu.Unlock()
+	switch {
+	case verb == "STARTTLS" && g.lim.tls != nil:
+		if isTLS {
+			return g.answer(i, "502 5.5.1 Already running in TLS")
+		}
+		return g.startTLS()
+	case verb == "EHLO" || verb == "HELO":
+		if name, _, _ := strings.Cut(arg, " "); name != "" {
+			if err := addr.CheckHelo(name); err != nil {
+				return g.badLine(i, "bad_helo", "501 5.5.2 Invalid "+verb+" name: "+err.Error())
+			}
+		}
+		g.mu.Lock()
+		g.needHelo = false
+		g.mu.Unlock()
+	case needHelo && verb != "NOOP" && verb != "RSET" && verb != "QUIT":
+		return g.answer(i, "503 5.5.1 Send EHLO again after STARTTLS")
+	}
+	g.command(line)
+	g.ready = i + 1
+	return nil
 }
 
-// badLine answers a command line go-smtp must not see, and skips it (see
-// tooLong for end).
+// commandWord splits a command line the way go-smtp's parseCmd does: the
+// upper-cased verb (any line starting with STARTTLS is STARTTLS), and the
+// argument.
+func commandWord(line []byte) (verb, arg string) {
+	s := strings.TrimRight(string(line), "\r\n")
+	upper := strings.ToUpper(s)
+	switch {
+	case strings.HasPrefix(upper, "STARTTLS"):
+		return "STARTTLS", ""
+	case len(s) == 4:
+		return upper, ""
+	case len(s) > 4 && s[4] == ' ':
+		return upper[:4], strings.TrimSpace(s[5:])
+	}
+	return "", ""
+}
+
+// answer replies to a command line go-smtp does not see, and skips it,
+// without counting it as an error.
+func (g *guardConn) answer(end int, reply string) error {
+	g.buf = g.buf[end+1:]
+	g.Conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	_, err := io.WriteString(g.wire(), reply+"\r\n")
+	return err
+}
+
+// badLine answers a command line go-smtp must not see, and skips it: up to
+// end, the index of its LF, or (end < 0) up to a LF still to come.
 func (g *guardConn) badLine(end int, rule, reply string) error {
 	g.lim.refused(rule)
 	g.long++
@@ -277,34 +393,64 @@ func (g *guardConn) badLine(end int, rule, reply string) error {
 	}
 	g.Conn.SetWriteDeadline(time.Now().Add(time.Minute))
 	if g.long >= maxLongLines {
-		io.WriteString(g.Conn, "421 4.7.0 Too many bad commands, closing connection\r\n")
+		io.WriteString(g.wire(), "421 4.7.0 Too many bad commands, closing connection\r\n")
 		g.end()
 		g.Conn.Close()
 		return io.EOF
 	}
-	io.WriteString(g.Conn, reply+"\r\n")
+	io.WriteString(g.wire(), reply+"\r\n")
 	if end < 0 {
 		g.setMode(modeSkipLine)
 	}
 	return nil
 }
 
+// startTLS answers STARTTLS and runs the handshake. Whatever the client
+// sent after the command went in clear text before our 220 and is thrown
+// away: it must not count as part of the TLS session (CVE-2011-0411). A
+// failed handshake ends the connection; there is no going back to clear
+// text after a half-done handshake.
+func (g *guardConn) startTLS() error {
+	g.buf = g.buf[:0]
+	g.Conn.SetDeadline(time.Now().Add(g.lim.handshake()))
+	if _, err := io.WriteString(g.Conn, "220 2.0.0 Ready to start TLS\r\n"); err != nil {
+		return err
+	}
+	tc := tls.Server(g.Conn, g.lim.tls)
+	if err := tc.Handshake(); err != nil {
+		g.lim.refused("tls_handshake")
+		g.end()
+		g.Conn.Close()
+		return io.EOF
+	}
+	g.mu.Lock()
+	g.tlsConn, g.needHelo = tc, true
+	g.mu.Unlock()
+	// Back to the idle timeout go-smtp set for this command line.
+	g.Conn.SetWriteDeadline(time.Time{})
+	if g.lim.idle > 0 {
+		g.Conn.SetReadDeadline(time.Now().Add(g.lim.idle))
+	} else {
+		g.Conn.SetReadDeadline(time.Time{})
+	}
+	return nil
+}
+
 // command notes what a command line handed to go-smtp does to the mode:
-// DATA and STARTTLS depend on the reply, BDAT's chunk follows at once. The
+// DATA and EHLO depend on the reply, BDAT's chunk follows at once. The
 // parsing follows go-smtp's (parseCmd, handleBdat) so both agree.
 func (g *guardConn) command(line []byte) {
-	s := strings.TrimRight(string(line), "\r\n")
-	upper := strings.ToUpper(s)
+	verb, arg := commandWord(line)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.await = awaitNothing
 	switch {
-	case strings.HasPrefix(upper, "STARTTLS"):
-		g.await = awaitStartTLS
-	case upper == "DATA":
+	case verb == "EHLO":
+		g.await = awaitEHLO
+	case verb == "DATA" && arg == "":
 		g.await = awaitData
-	case len(s) > 5 && upper[:4] == "BDAT" && s[4] == ' ':
-		args := strings.Fields(s[5:])
+	case verb == "BDAT" && arg != "":
+		args := strings.Fields(arg)
 		if len(args) == 0 || len(args) > 2 || (len(args) == 2 && !strings.EqualFold(args[1], "LAST")) {
 			return
 		}
@@ -323,29 +469,42 @@ func (g *guardConn) startContent() {
 }
 
 // Write passes go-smtp's replies through and learns from the first reply
-// after DATA or STARTTLS what comes next.
+// line after DATA or EHLO what comes next. go-smtp writes each reply line
+// with its own Write.
 func (g *guardConn) Write(p []byte) (int, error) {
 	g.mu.Lock()
+	offerTLS := false
 	switch g.await {
 	case awaitData:
 		if bytes.HasPrefix(p, []byte("354")) {
 			g.mode, g.dot = modeData, 0
 			g.startContent()
 		}
-	case awaitStartTLS:
-		if bytes.HasPrefix(p, []byte("220")) {
-			g.mode, g.drop = modePassthrough, true
-		}
+	case awaitEHLO:
+		// After the first line ("250-Hello name"), before the keywords.
+		offerTLS = bytes.HasPrefix(p, []byte("250-")) && g.lim.tls != nil && g.tlsConn == nil
 	}
 	g.await = awaitNothing
 	closeAfter := g.closeOn
+	var w io.Writer = g.Conn
+	if g.tlsConn != nil {
+		w = g.tlsConn
+	}
 	g.mu.Unlock()
-	p = g.fixSize(p)
-	n, err := g.Conn.Write(p)
+	out := g.fixSize(p)
+	_, err := w.Write(out)
+	if err == nil && offerTLS {
+		_, err = io.WriteString(w, "250-STARTTLS\r\n")
+	}
 	if closeAfter {
 		g.Conn.Close()
 	}
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	// All of p was written, in whatever form: a count of the rewritten
+	// bytes would look like a short write to go-smtp's buffered writer.
+	return len(p), nil
 }
 
 // fill reads more from the client. In content it sets the read deadline
@@ -366,7 +525,7 @@ func (g *guardConn) fill(mode guardMode) error {
 		g.mu.Unlock()
 		g.Conn.SetReadDeadline(deadline)
 	}
-	n, err := g.Conn.Read(g.buf[len(g.buf):cap(g.buf)])
+	n, err := g.wire().Read(g.buf[len(g.buf):cap(g.buf)])
 	g.buf = g.buf[:len(g.buf)+n]
 	if content {
 		g.mu.Lock()
@@ -374,8 +533,7 @@ func (g *guardConn) fill(mode guardMode) error {
 		g.mu.Unlock()
 	}
 	if err != nil && n == 0 {
-		var ne net.Error
-		if content && errors.As(err, &ne) && ne.Timeout() {
+		if content && isTimeout(err) {
 			g.lim.refused("data_timeout")
 			g.poison()
 			return errDataTimeout
@@ -421,12 +579,6 @@ func (g *guardConn) setMode(m guardMode) {
 	g.mu.Lock()
 	g.mode = m
 	g.mu.Unlock()
-}
-
-func (g *guardConn) passthrough() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.mode == modePassthrough
 }
 
 // scanData runs go-smtp's end-of-data state machine (data.go, taken from
@@ -512,8 +664,7 @@ func looksLikeHTTP(line []byte) bool {
 }
 
 // fixSize rewrites the SIZE keyword of the EHLO reply from go-smtp's
-// setting, one byte over the limit (see newSMTPServer), to the limit. go-smtp
-// writes each reply line with its own Write.
+// setting, one byte over the limit (see newSMTPServer), to the limit.
 func (g *guardConn) fixSize(p []byte) []byte {
 	if g.lim.maxMessage <= 0 || len(p) < 9 || (string(p[:9]) != "250-SIZE " && string(p[:9]) != "250 SIZE ") {
 		return p
@@ -538,33 +689,11 @@ func (c *sizeCap) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// dataDeadlines is the data-rate rule for DATA on a TLS connection, where
-// the guard sees only ciphertext: before each read of content it sets the
-// read deadline the rate and the idle timeout allow.
-type dataDeadlines struct {
-	r        io.Reader
-	conn     net.Conn
-	lim      guardLimits
-	started  time.Time
-	received int64
-}
-
-func (d *dataDeadlines) Read(p []byte) (int, error) {
-	d.conn.SetReadDeadline(d.lim.deadline(d.started, d.received, time.Now()))
-	n, err := d.r.Read(p)
-	d.received += int64(n)
-	return n, err
-}
-
-// dataReader wraps the DATA reader of a session on c: it enforces the size
-// limit (go-smtp is given one byte more) and, on a TLS connection, the data
-// rate (the guard does on plain ones).
+// dataReader wraps the DATA reader of a session: it enforces the size
+// limit (go-smtp is given one byte more). The data rate is the guard's
+// own business, on plain and TLS connections alike; c is not needed.
 func (g *guardConn) dataReader(r io.Reader, c net.Conn, maxBytes int64) io.Reader {
-	r = &sizeCap{r: r, left: maxBytes}
-	if g == nil || !g.passthrough() || c == nil {
-		return r
-	}
-	return &dataDeadlines{r: r, conn: c, lim: g.lim, started: time.Now()}
+	return &sizeCap{r: r, left: maxBytes}
 }
 
 // isTimeout reports whether err is a network timeout.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // LogLine is one log record as the window's Log tab shows it.
@@ -143,7 +144,10 @@ func writeAttr(b *strings.Builder, group string, a slog.Attr) {
 		return
 	}
 	v := a.Value.String()
-	if strings.ContainsAny(v, " \t\"=") || v == "" {
+	// Quoted when it would be ambiguous, and when it holds anything not
+	// printable: values can carry client text (a user name tried in AUTH),
+	// which must never start a line of its own in the window.
+	if strings.ContainsAny(v, " \t\"=") || v == "" || strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
 		v = fmt.Sprintf("%q", v)
 	}
 	b.WriteString(" " + group + a.Key + "=" + v)

@@ -40,6 +40,7 @@ const storeTimeout = 30 * time.Second
 type smtpServer struct {
 	e   *Engine
 	srv *smtp.Server
+	tls *tls.Config // STARTTLS and port 465, run by the guard (guard.go)
 	*connState
 
 	lns []net.Listener // its views of the sockets (listen.go), set by serveOn
@@ -77,10 +78,11 @@ func newSMTPServer(e *Engine) *smtpServer {
 	srv.ReadTimeout = s.Limits.IdleTimeout.Std()
 	srv.WriteTimeout = time.Minute
 	srv.EnableSMTPUTF8 = true
-	srv.AllowInsecureAuth = s.Listen.AuthWithoutTLS
-	srv.TLSConfig = e.certs.tlsConfig() // STARTTLS, and port 465 (tls.go)
+	// The guard runs TLS, so go-smtp gets no TLSConfig and cannot tell a
+	// TLS session from plain text: session.authAllowed decides (auth.go).
+	srv.AllowInsecureAuth = true
 	srv.ErrorLog = smtpLogger{e.log}
-	return &smtpServer{e: e, srv: srv, connState: e.conns, live: make(map[*countedConn]bool)}
+	return &smtpServer{e: e, srv: srv, tls: e.certs.tlsConfig(), connState: e.conns, live: make(map[*countedConn]bool)}
 }
 
 func (s *smtpServer) serve(ln net.Listener) {
@@ -168,6 +170,7 @@ func (s *smtpServer) admit(c net.Conn) net.Conn {
 		minDataRate: lim.MinDataRate,
 		idle:        lim.IdleTimeout.Std(),
 		maxMessage:  lim.MaxMessageBytes,
+		tls:         s.tls,
 		refused:     func(rule string) { e.refused(rule, ip, "connection", "") },
 	})
 	cc := &countedConn{Conn: g}
@@ -449,7 +452,7 @@ func (s *session) Data(r io.Reader) error {
 
 func (s *session) protocol() string {
 	p := "ESMTP"
-	if _, ok := s.conn.TLSConnectionState(); ok {
+	if _, ok := tlsStateOf(s.conn); ok {
 		p += "S"
 	}
 	if s.authUser != "" {
@@ -459,7 +462,7 @@ func (s *session) protocol() string {
 }
 
 func (s *session) tlsText() string {
-	st, ok := s.conn.TLSConnectionState()
+	st, ok := tlsStateOf(s.conn)
 	if !ok {
 		return ""
 	}

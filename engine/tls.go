@@ -3,8 +3,8 @@ package engine
 // Inbound TLS: the certificate the relay presents and the two extra
 // listeners that need one.
 //
-//   - The main port offers STARTTLS (go-smtp does once Server.TLSConfig is
-//     set). listen.submission_port (587) is the same SMTP with STARTTLS, but
+//   - The main port offers STARTTLS (the connection guard runs it, and the
+//     implicit TLS of port 465, see guard.go). listen.submission_port (587) is the same SMTP with STARTTLS, but
 //     a client there must authenticate before MAIL (RFC 6409 section 4.3);
 //     since AUTH is only offered on TLS (auth.go), that also means TLS.
 //     listen.tls_port (465) is implicit TLS (RFC 8314). All three share the
@@ -30,11 +30,10 @@ package engine
 //
 // STARTTLS command injection (CVE-2011-0411): text a client pipelines after
 // STARTTLS was sent in clear and must not be taken as commands of the TLS
-// session. Two layers ensure it: the guard hands go-smtp one command line at
-// a time and drops what it holds once the 220 is written (guard.go), and
-// go-smtp builds a new reader on the TLS connection, losing anything its
-// old one had buffered (conn.go, handleStartTLS calls init). The test
-// TestTLSStartTLSInjection proves the result on the wire.
+// session. The guard hands go-smtp one command line at a time, so go-smtp
+// has nothing buffered, and answers STARTTLS itself, dropping whatever it
+// holds before the handshake (guard.go). The test TestTLSStartTLSInjection
+// proves the result on the wire.
 
 import (
 	"context"
@@ -169,11 +168,9 @@ func (s *smtpServer) serveTLSListeners(submission, implicit net.Listener) {
 		go run(kindListener{Listener: &guardListener{Listener: submission, s: s}, kind: portSubmission})
 	}
 	if implicit != nil {
-		// The guard sits under TLS: it admits the connection and then
-		// passes the handshake's bytes through (it recognises the TLS
-		// record at the first byte).
-		inner := kindListener{Listener: &guardListener{Listener: implicit, s: s}, kind: portImplicit}
-		go run(tls.NewListener(inner, s.srv.TLSConfig))
+		// The guard admits the connection, then runs TLS itself, so
+		// that its rules see the plain text (guard.go).
+		go run(implicitTLSListener{kindListener{Listener: &guardListener{Listener: implicit, s: s}, kind: portImplicit}})
 	}
 }
 

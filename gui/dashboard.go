@@ -3,6 +3,7 @@ package gui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,8 +26,19 @@ type snapshot struct {
 	listen   string
 	settings config.Settings
 	points   []engine.CounterPoint // per-minute counters of the last 24 hours and today
-	err      error
+	// dests is the destination summary, when it was read this time (it is
+	// read at most every destInterval).
+	dests     []engine.Destination
+	destsRead bool
+	err       error
 }
+
+// destInterval spaces the destination summary's reads: it reads a few
+// thousand queue rows, which a burst of events must not repeat.
+const destInterval = 5 * time.Second
+
+// topDestinations is how many domains the dashboard lists.
+const topDestinations = 8
 
 // eng2snapshot reads the engine once for the dashboard.
 func (u *UI) eng2snapshot() snapshot {
@@ -44,6 +56,13 @@ func (u *UI) eng2snapshot() snapshot {
 			since = midnight
 		}
 		s.points, s.err = u.eng.Stats(ctx, since)
+	}
+	if s.err == nil && now.Sub(u.destsReadAt) >= destInterval {
+		dests, err := u.eng.Destinations(ctx, now.Add(-24*time.Hour), topDestinations)
+		if err == nil {
+			s.dests, s.destsRead = dests, true
+			u.destsReadAt = now
+		}
 	}
 	return s
 }
@@ -74,8 +93,14 @@ type dashboard struct {
 	span        *widget.RadioGroup
 	errors      *widget.Label
 	recent      []string // latest problems, newest first
-	last        snapshot
-	lastNotice  time.Time
+	// seeded is set once the latest problems were filled from the queue
+	// (at start, before any event) or an event added one.
+	seeded     bool
+	dests      []engine.Destination
+	destTable  *widget.Table
+	destEmpty  *widget.Label
+	last       snapshot
+	lastNotice time.Time
 }
 
 // maxRecent is how many problems the dashboard lists.
@@ -124,20 +149,133 @@ func newDashboard(u *UI) *dashboard {
 
 	d.errors = widget.NewLabel("No problems so far.")
 	d.errors.Wrapping = fyne.TextWrapWord
+	d.destTable = d.newDestTable()
+	d.destEmpty = widget.NewLabel("No mail in the last 24 hours.")
+	d.destEmpty.Importance = widget.LowImportance
 
 	header := container.NewBorder(nil, nil, nil, container.NewCenter(d.pauseButton), container.NewVBox(d.status, d.detail))
 	chartBox := container.NewBorder(
 		container.NewHBox(widget.NewLabelWithStyle("Mail per interval", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), layout.NewSpacer(), d.span),
 		d.chart.Legend(), nil, nil, d.chart)
+	destBox := container.NewBorder(
+		widget.NewLabelWithStyle("Where mail is going (last 24 hours)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		nil, nil, nil,
+		container.NewStack(d.destTable, container.NewVBox(d.destEmpty)))
+	problems := container.NewBorder(
+		widget.NewLabelWithStyle("Latest problems", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		nil, nil, nil, container.NewVScroll(d.errors))
+	lower := container.NewHSplit(container.NewPadded(destBox), container.NewPadded(problems))
+	lower.Offset = 0.5
+	middle := container.NewVSplit(container.NewPadded(chartBox), lower)
+	middle.Offset = 0.5
 	d.content = container.NewBorder(
 		container.NewVBox(header, d.problem, widget.NewSeparator(), grid),
-		container.NewVBox(widget.NewSeparator(),
-			widget.NewLabelWithStyle("Latest problems", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-			d.errors),
-		nil, nil,
-		container.NewPadded(chartBox),
+		nil, nil, nil, middle,
 	)
 	return d
+}
+
+// destColumns are the destination table's columns.
+var destColumns = []struct {
+	title string
+	width float32
+}{{"Domain", 170}, {"State", 90}, {"Mail", 250}}
+
+func (d *dashboard) newDestTable() *widget.Table {
+	t := widget.NewTableWithHeaders(
+		func() (int, int) { return len(d.dests), len(destColumns) },
+		func() fyne.CanvasObject {
+			l := widget.NewLabel("")
+			l.Truncation = fyne.TextTruncateEllipsis
+			return l
+		},
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			l := o.(*widget.Label)
+			if id.Row >= len(d.dests) {
+				return
+			}
+			dest := d.dests[id.Row]
+			l.Importance = widget.MediumImportance
+			switch id.Col {
+			case 0:
+				l.SetText(dest.Domain)
+			case 1:
+				word, imp := destinationState(dest)
+				l.Importance = imp
+				l.SetText(word)
+			case 2:
+				l.SetText(destinationCounts(dest))
+			}
+		},
+	)
+	t.ShowHeaderColumn = false
+	t.CreateHeader = func() fyne.CanvasObject {
+		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	}
+	t.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		o.(*widget.Label).SetText(destColumns[id.Col].title)
+	}
+	for i, c := range destColumns {
+		t.SetColumnWidth(i, c.width)
+	}
+	return t
+}
+
+// destinationState says in a word how mail to a domain is doing.
+func destinationState(d engine.Destination) (string, widget.Importance) {
+	switch {
+	case d.Returned > 0 && d.Sent == 0 && d.Waiting+d.Scheduled+d.Retrying+d.Held == 0:
+		return "Returned", widget.DangerImportance
+	case d.Retrying > 0:
+		return "Retrying", widget.WarningImportance
+	case d.Held > 0 && d.Waiting == 0:
+		return "Held", widget.WarningImportance
+	case d.Waiting > 0:
+		return "Sending", widget.MediumImportance
+	case d.Scheduled > 0:
+		return "Scheduled", widget.MediumImportance
+	case d.Returned > 0:
+		return "Some returned", widget.WarningImportance
+	}
+	return "OK", widget.SuccessImportance
+}
+
+// destinationCounts lists a domain's mail by state, leaving out zeros.
+func destinationCounts(d engine.Destination) string {
+	var parts []string
+	for _, p := range []struct {
+		n    int
+		word string
+	}{{d.Waiting, "waiting"}, {d.Scheduled, "scheduled"}, {d.Retrying, "to retry"}, {d.Held, "held"}, {d.Sent, "sent"}, {d.Returned, "returned"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.word))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// applyDestinations shows a new destination summary and, before any
+// event has, fills the latest problems from the errors it holds, so the
+// dashboard explains a stuck queue right after a restart.
+func (d *dashboard) applyDestinations(dests []engine.Destination) {
+	d.dests = dests
+	d.destTable.Refresh()
+	if len(dests) == 0 {
+		d.destEmpty.Show()
+	} else {
+		d.destEmpty.Hide()
+	}
+	if d.seeded {
+		return
+	}
+	d.seeded = true
+	withErrors := slices.Clone(dests)
+	withErrors = slices.DeleteFunc(withErrors, func(x engine.Destination) bool { return x.LastError == "" })
+	// Oldest first: addProblem puts each line on top.
+	slices.SortFunc(withErrors, func(a, b engine.Destination) int { return a.LastErrorAt.Compare(b.LastErrorAt) })
+	for _, x := range withErrors {
+		d.addProblem(x.LastErrorAt, deliveryLine(x.LastRecipient, x.LastErrorFinal, x.LastCode, x.LastError))
+	}
 }
 
 const (
@@ -175,6 +313,9 @@ func (d *dashboard) apply(s snapshot) {
 		d.pauseButton.SetText("Pause sending")
 	}
 	d.pauseButton.Enable()
+	if s.destsRead {
+		d.applyDestinations(s.dests)
+	}
 	midnight := startOfDay(s.now)
 	for _, c := range d.cards {
 		n := 0
@@ -236,22 +377,40 @@ func (d *dashboard) onEvent(ev engine.Event) {
 	var line string
 	switch {
 	case ev.Kind == engine.EventDelivery && ev.State == engine.StateDeferred:
-		line = "Mail to " + ev.Recipient + " could not be delivered yet and will be tried again: " + ev.Text
+		line = deliveryLine(ev.Recipient, false, ev.Code, ev.Text)
 	case ev.Kind == engine.EventDelivery && (ev.State == engine.StateBounced || ev.State == engine.StateExpired):
-		line = "Mail to " + ev.Recipient + " was returned to its sender: " + ev.Text
+		line = deliveryLine(ev.Recipient, true, ev.Code, ev.Text)
 	case ev.Kind == engine.EventError:
 		line = ev.Text
 	case ev.Kind == engine.EventRefused:
-		line = "Refused: " + ev.Text
+		line = explainRefusal(ev.Text)
 	default:
 		return
 	}
-	line = ev.Time.Local().Format("15:04") + "  " + line
-	d.recent = append([]string{line}, d.recent...)
+	d.seeded = true
+	d.addProblem(ev.Time, line)
+}
+
+// deliveryLine is one failed delivery in words.
+func deliveryLine(recipient string, final bool, code int, text string) string {
+	if final {
+		return "Mail to " + recipient + " was returned to its sender: " + explainDelivery(code, text)
+	}
+	return "Mail to " + recipient + " is not delivered yet and will be tried again: " + explainDelivery(code, text)
+}
+
+// addProblem puts a line at the top of the latest problems.
+func (d *dashboard) addProblem(at time.Time, line string) {
+	stamp := at.Local().Format("15:04")
+	if !startOfDay(at.Local()).Equal(startOfDay(time.Now())) {
+		stamp = at.Local().Format("Jan 2 15:04")
+	}
+	d.recent = append([]string{stamp + "  " + line}, d.recent...)
 	if len(d.recent) > maxRecent {
 		d.recent = d.recent[:maxRecent]
 	}
-	d.errors.SetText(strings.Join(d.recent, "\n"))
+	// A blank line between problems: each may wrap over several lines.
+	d.errors.SetText(strings.Join(d.recent, "\n\n"))
 }
 
 func capitalise(s string) string {

@@ -79,7 +79,7 @@ func TestDashboardUpdatesOnEvents(t *testing.T) {
 	if got := cardValue(t, d, "Waiting to be sent"); got != "0" {
 		t.Errorf("Waiting to be sent shows %s after the event, want 0", got)
 	}
-	want := "Mail to ann@example.net could not be delivered yet and will be tried again: 451 4.7.1 greylisted, try again later"
+	want := "Mail to ann@example.net is not delivered yet and will be tried again: the receiving server asked Postroom to try again later (greylisting)"
 	if !strings.Contains(d.errors.Text, want) {
 		t.Errorf("latest problems %q, want a line %q", d.errors.Text, want)
 	}
@@ -94,4 +94,64 @@ func TestDashboardSaysWhenNotListening(t *testing.T) {
 	if got := h.u.dash.detail.Text; !strings.HasPrefix(got, "Not accepting mail") || !strings.Contains(got, "Sending through smtp.gmail.com:587") {
 		t.Errorf("detail line %q", got)
 	}
+}
+
+func TestDashboardListsDestinationsAndExplainsTheirErrors(t *testing.T) {
+	eng := newFakeEngine(map[string]int{"deferred": 3, "queued": 1})
+	now := time.Now()
+	eng.dests = []engine.Destination{
+		{Domain: "gmail.com", Retrying: 3, Sent: 12, LastRecipient: "ann@gmail.com", LastCode: 421,
+			LastError: "421 4.7.0 Try again later, closing connection", LastErrorAt: now.Add(-2 * time.Minute)},
+		{Domain: "example.org", Sent: 5},
+		{Domain: "typo.example", Returned: 1, LastRecipient: "bob@typo.example", LastCode: 550,
+			LastError: "550 5.1.1 user unknown", LastErrorAt: now.Add(-time.Minute), LastErrorFinal: true},
+		{Domain: "later.example", Waiting: 1},
+	}
+	h := startUI(t, newApp(t), eng, nil)
+	d := h.u.dash
+	h.do(func() {
+		if len(d.dests) != 4 || d.destEmpty.Visible() {
+			t.Fatalf("dashboard lists %d destinations (empty note shown %v)", len(d.dests), d.destEmpty.Visible())
+		}
+		for i, want := range []struct {
+			state, counts string
+		}{
+			{"Retrying", "3 to retry, 12 sent"},
+			{"OK", "5 sent"},
+			{"Returned", "1 returned"},
+			{"Sending", "1 waiting"},
+		} {
+			state, _ := destinationState(d.dests[i])
+			if state != want.state || destinationCounts(d.dests[i]) != want.counts {
+				t.Errorf("%s shows %q, %q; want %q, %q", d.dests[i].Domain, state, destinationCounts(d.dests[i]), want.state, want.counts)
+			}
+		}
+		// Before any event, the latest problems come from the queue, the
+		// newest first and in plain words.
+		lines := strings.Split(d.errors.Text, "\n\n")
+		if len(lines) != 2 {
+			t.Fatalf("latest problems:\n%s\nwant the two domains' errors", d.errors.Text)
+		}
+		if !strings.Contains(lines[0], "Mail to bob@typo.example was returned to its sender: the recipient's address does not exist") {
+			t.Errorf("first problem %q", lines[0])
+		}
+		if !strings.Contains(lines[1], "Mail to ann@gmail.com is not delivered yet and will be tried again: the receiving server is busy") {
+			t.Errorf("second problem %q", lines[1])
+		}
+	})
+
+	// A refusal event comes first, in words.
+	eng.events <- engine.Event{Time: time.Now(), Kind: engine.EventRefused, Text: "192.0.2.7 refused at MAIL by relay"}
+	h.until(t, "the refusal line", func() bool {
+		return strings.Contains(d.errors.Text, "Postroom refused mail from 192.0.2.7 because its computer is not on the list of networks that may send")
+	})
+}
+
+func TestDashboardSaysWhenNoMailWent(t *testing.T) {
+	h := startUI(t, newApp(t), newFakeEngine(nil), nil)
+	h.do(func() {
+		if !h.u.dash.destEmpty.Visible() {
+			t.Error("an empty destination list does not say so")
+		}
+	})
 }

@@ -7,6 +7,7 @@ package gui
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,13 @@ const waitTimeout = 10 * time.Second
 type applied struct {
 	action string
 	id     int64
+	at     time.Time
+}
+
+// userCall is one user operation the fake engine was asked to do.
+type userCall struct {
+	op, name, password string
+	perHour, perDay    int
 }
 
 // fakeEngine is an in-memory Engine whose calls are observable.
@@ -42,6 +50,11 @@ type fakeEngine struct {
 	points    []engine.CounterPoint
 	rows      []engine.QueueRow
 	lists     []engine.QueueFilter
+	dests     []engine.Destination
+	preview   string
+	users     []engine.User
+	userErr   error
+	applyErr  error
 	settings  config.Settings
 	saved     bool
 	smartErr  error
@@ -57,6 +70,7 @@ type fakeEngine struct {
 	testMails chan string
 	shown     chan int64
 	started   chan struct{}
+	userCalls chan userCall
 }
 
 func newFakeEngine(counts map[string]int) *fakeEngine {
@@ -68,7 +82,8 @@ func newFakeEngine(counts map[string]int) *fakeEngine {
 		setPaused: make(chan bool, 10), applied: make(chan applied, 100),
 		saves: make(chan config.Settings, 10), tests: make(chan config.Settings, 10),
 		testMails: make(chan string, 10), shown: make(chan int64, 10), started: make(chan struct{}, 10),
-		networks: []engine.LocalNetwork{{Interface: "eth0", Address: "192.168.1.20", Network: "192.168.1.0/24"}},
+		userCalls: make(chan userCall, 10),
+		networks:  []engine.LocalNetwork{{Interface: "eth0", Address: "192.168.1.20", Network: "192.168.1.0/24"}},
 	}
 }
 
@@ -165,9 +180,68 @@ func (f *fakeEngine) Show(_ context.Context, id int64) (*engine.MessageDetail, e
 	return d, nil
 }
 
-func (f *fakeEngine) Apply(_ context.Context, action string, id int64, _ time.Time) error {
-	f.applied <- applied{action, id}
+func (f *fakeEngine) Apply(_ context.Context, action string, id int64, at time.Time) error {
+	f.applied <- applied{action, id, at}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applyErr
+}
+
+func (f *fakeEngine) BodyPreview(_ context.Context, id int64, _ int) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.preview, nil
+}
+
+func (f *fakeEngine) Destinations(context.Context, time.Time, int) ([]engine.Destination, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]engine.Destination(nil), f.dests...), nil
+}
+
+func (f *fakeEngine) Users(context.Context) ([]engine.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]engine.User(nil), f.users...), nil
+}
+
+// userOp records a user operation and applies it with fn unless the test
+// set an error.
+func (f *fakeEngine) userOp(c userCall, fn func()) error {
+	f.userCalls <- c
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.userErr != nil {
+		return f.userErr
+	}
+	fn()
 	return nil
+}
+
+func (f *fakeEngine) AddUser(_ context.Context, name, password string) error {
+	return f.userOp(userCall{op: "add", name: name, password: password}, func() {
+		f.users = append(f.users, engine.User{Name: name})
+	})
+}
+
+func (f *fakeEngine) RemoveUser(_ context.Context, name string) error {
+	return f.userOp(userCall{op: "remove", name: name}, func() {
+		f.users = slices.DeleteFunc(f.users, func(u engine.User) bool { return u.Name == name })
+	})
+}
+
+func (f *fakeEngine) SetPassword(_ context.Context, name, password string) error {
+	return f.userOp(userCall{op: "password", name: name, password: password}, func() {})
+}
+
+func (f *fakeEngine) SetUserQuota(_ context.Context, name string, perHour, perDay int) error {
+	return f.userOp(userCall{op: "quota", name: name, perHour: perHour, perDay: perDay}, func() {
+		for i := range f.users {
+			if f.users[i].Name == name {
+				f.users[i].PerHour, f.users[i].PerDay = perHour, perDay
+			}
+		}
+	})
 }
 
 func (f *fakeEngine) Settings() config.Settings {

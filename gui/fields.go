@@ -24,6 +24,9 @@ type field struct {
 	key     string
 	label   string
 	control fyne.CanvasObject
+	// layout, when not nil, is shown in place of control (a control with
+	// a button beside it).
+	layout  fyne.CanvasObject
 	errLine *widget.Label
 	load    func(config.Settings)
 	// store writes the control's value into s; an error (a number that is
@@ -63,7 +66,11 @@ func form(fields []*field, hints map[string]string) fyne.CanvasObject {
 	grid := container.New(layout.NewFormLayout())
 	for _, f := range fields {
 		grid.Add(widget.NewLabelWithStyle(f.label, fyne.TextAlignTrailing, fyne.TextStyle{}))
-		col := container.NewVBox(f.control)
+		shown := f.control
+		if f.layout != nil {
+			shown = f.layout
+		}
+		col := container.NewVBox(shown)
 		if h := hints[f.key]; h != "" {
 			hint := widget.NewLabel(h)
 			hint.Wrapping = fyne.TextWrapWord
@@ -147,6 +154,15 @@ func durationField(key, label string, get func(*config.Settings) *config.Duratio
 		*get(s) = d
 		return nil
 	}
+	return f
+}
+
+// checkField edits an on/off setting; text is the box's own words.
+func checkField(key, label, text string, get func(*config.Settings) *bool) *field {
+	c := widget.NewCheck(text, nil)
+	f := newField(key, label, c)
+	f.load = func(s config.Settings) { c.SetChecked(*get(&s)) }
+	f.store = func(s *config.Settings) error { *get(s) = c.Checked; return nil }
 	return f
 }
 

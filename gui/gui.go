@@ -46,8 +46,15 @@ type Engine interface {
 	Subscribe(buffer int) (<-chan engine.Event, func())
 	Stats(ctx context.Context, since time.Time) ([]engine.CounterPoint, error)
 
+	// Destinations summarises the newest mail by recipient domain.
+	Destinations(ctx context.Context, since time.Time, limit int) ([]engine.Destination, error)
+
 	List(ctx context.Context, f engine.QueueFilter) ([]engine.QueueRow, error)
 	Show(ctx context.Context, id int64) (*engine.MessageDetail, error)
+	// BodyPreview is up to maxRunes characters of a message's text.
+	BodyPreview(ctx context.Context, id int64, maxRunes int) (string, error)
+	// Apply runs a queue action on a message; at is the time for
+	// "schedule".
 	Apply(ctx context.Context, action string, id int64, at time.Time) error
 
 	Settings() config.Settings
@@ -57,6 +64,12 @@ type Engine interface {
 	SendTestMail(ctx context.Context, to string) (int64, error)
 	LocalNetworks() ([]engine.LocalNetwork, error)
 	CanListen(address string, port int) error
+
+	Users(ctx context.Context) ([]engine.User, error)
+	AddUser(ctx context.Context, name, password string) error
+	RemoveUser(ctx context.Context, name string) error
+	SetPassword(ctx context.Context, name, password string) error
+	SetUserQuota(ctx context.Context, name string, perHour, perDay int) error
 
 	GenerateDKIM(ctx context.Context, domain, selector string, algo dkim.Algorithm) (dkim.Key, error)
 	DNSRecords(ctx context.Context, domain, reportAddress string) ([]dkim.Record, error)
@@ -108,6 +121,9 @@ type UI struct {
 	// refreshMu serialises refresh so snapshots reach the widgets in the
 	// order they were read.
 	refreshMu sync.Mutex
+	// destsReadAt is when the destination summary was last read (by
+	// eng2snapshot, under refreshMu).
+	destsReadAt time.Time
 	// queueShowing is set while the Queue tab is in front, so events also
 	// re-read the queue page (read by the watcher goroutine).
 	queueShowing atomic.Bool
@@ -121,13 +137,21 @@ type UI struct {
 	logView  *logView
 	wizard   *wizard
 
-	trayMenu  *fyne.Menu
-	trayPause *fyne.MenuItem
-	trayCount *fyne.MenuItem
-	trayIcon  trayIcon
-	paused    bool
-	inQueue   int
-	failing   bool // the latest read failed, or mail is bouncing
+	trayMenu    *fyne.Menu
+	trayOpen    *fyne.MenuItem
+	trayPause   *fyne.MenuItem
+	trayCount   *fyne.MenuItem
+	trayProblem *fyne.MenuItem // says what is wrong; left out when nothing is
+	trayQuit    *fyne.MenuItem
+	trayIcon    trayIcon
+	paused      bool
+	inQueue     int
+	failing     bool // the latest read failed, mail is bouncing, or the queue is stuck
+	stuck       bool
+	// waitingSince is when the window first saw unsent mail waiting
+	// without a pause (zero: none waits).
+	waitingSince    time.Time
+	lastStuckNotice time.Time
 
 	// refreshed, when not nil, runs on the Fyne goroutine after each
 	// change made from another goroutine. Tests wait on it.
@@ -301,20 +325,20 @@ func (u *UI) build() {
 		w.SetMaster()
 		return
 	}
+	u.trayOpen = fyne.NewMenuItem("Open Postroom", func() {
+		w.Show()
+		w.RequestFocus()
+	})
 	u.trayPause = fyne.NewMenuItem("Pause sending", u.togglePaused)
 	u.trayCount = fyne.NewMenuItem(messagesInQueue(0), nil)
 	u.trayCount.Disabled = true
-	u.trayMenu = fyne.NewMenu("Postroom",
-		fyne.NewMenuItem("Open Postroom", func() {
-			w.Show()
-			w.RequestFocus()
-		}),
-		u.trayPause,
-		fyne.NewMenuItemSeparator(),
-		u.trayCount,
-		fyne.NewMenuItemSeparator(),
-		fyne.NewMenuItem("Quit", u.app.Quit),
-	)
+	u.trayProblem = fyne.NewMenuItem("", func() {
+		w.Show()
+		w.RequestFocus()
+		u.tabs.SelectIndex(0)
+	})
+	u.trayQuit = fyne.NewMenuItem("Quit", u.app.Quit)
+	u.trayMenu = fyne.NewMenu("Postroom", u.trayItems()...)
 	u.desk.SetSystemTrayMenu(u.trayMenu)
 	u.setTrayIcon(trayActive)
 	u.desk.SetSystemTrayWindow(w)
@@ -384,18 +408,70 @@ const (
 	trayAlert
 )
 
-// applyTray brings the tray icon and menu in line with a snapshot. The
-// menu is only re-sent when a label changed because the Linux tray
-// rebuilds the whole menu on every set, closing it under the user.
+// stuckAfter is how long mail may wait, with attempts failing and none
+// succeeding, before Postroom calls the queue stuck.
+const stuckAfter = 30 * time.Minute
+
+// stuckNoticeInterval spaces the "queue is stuck" notifications.
+const stuckNoticeInterval = time.Hour
+
+// health is what the tray says about mail beyond the counts.
+type health struct {
+	waiting  int  // unsent mail that is due or will retry
+	returned int  // returned to its senders in the last hour
+	stuck    bool // mail waits, attempts fail and nothing went out for stuckAfter
+}
+
+// judgeHealth reads a snapshot for the tray. Mail counts as stuck when
+// mail waits, sending is not paused, nothing was sent for stuckAfter and
+// either attempts failed in that time or the window saw mail waiting for
+// all of it (since is when it first did; zero when it did not).
+func judgeHealth(s snapshot, since time.Time) health {
+	h := health{waiting: s.counts["queued"] + s.counts["deferred"] + s.counts["sending"]}
+	var sent, deferred int
+	for _, p := range s.points {
+		if !p.Minute.Before(s.now.Add(-time.Hour)) && (p.Name == "bounced" || p.Name == "expired") {
+			h.returned += p.N
+		}
+		if p.Minute.Before(s.now.Add(-stuckAfter)) {
+			continue
+		}
+		switch p.Name {
+		case "sent":
+			sent += p.N
+		case "deferred":
+			deferred += p.N
+		}
+	}
+	waitedLong := !since.IsZero() && s.now.Sub(since) >= stuckAfter
+	h.stuck = h.waiting > 0 && !s.paused && sent == 0 && (deferred > 0 || waitedLong)
+	return h
+}
+
+// applyTray brings the tray icon and menu in line with a snapshot, and
+// tells the user once when the queue gets stuck. The menu is only re-sent
+// when a label changed because the Linux tray rebuilds the whole menu on
+// every set, closing it under the user.
 func (u *UI) applyTray(s snapshot) {
+	var h health
 	if s.err == nil {
 		u.paused = s.paused
 		u.inQueue = 0
 		for _, st := range inQueueStates {
 			u.inQueue += s.counts[st]
 		}
+		if s.counts["queued"]+s.counts["deferred"] == 0 || s.paused {
+			u.waitingSince = time.Time{}
+		} else if u.waitingSince.IsZero() {
+			u.waitingSince = s.now
+		}
+		h = judgeHealth(s, u.waitingSince)
+		if h.stuck && !u.stuck {
+			u.notifyStuck(h, s.now)
+		}
+		u.stuck = h.stuck
 	}
-	u.failing = s.err != nil
+	u.failing = s.err != nil || h.returned > 0 || h.stuck
 	if u.desk == nil {
 		return
 	}
@@ -412,12 +488,47 @@ func (u *UI) applyTray(s snapshot) {
 		pauseLabel = "Resume sending"
 	}
 	countLabel := messagesInQueue(u.inQueue)
-	if u.trayPause.Label == pauseLabel && u.trayCount.Label == countLabel {
+	problem := ""
+	switch {
+	case s.err != nil:
+		problem = "Problem: the queue cannot be read"
+	case h.stuck:
+		problem = "Problem: nothing sent for " + fmt.Sprint(int(stuckAfter.Minutes())) + " minutes"
+	case h.returned > 0:
+		problem = "Problem: " + plural(h.returned, "message") + " returned in the last hour"
+	case u.paused:
+		problem = "Sending is paused"
+	}
+	if u.trayPause.Label == pauseLabel && u.trayCount.Label == countLabel && u.trayProblem.Label == problem {
 		return
 	}
 	u.trayPause.Label = pauseLabel
 	u.trayCount.Label = countLabel
+	u.trayProblem.Label = problem
+	u.trayMenu.Items = u.trayItems()
 	u.desk.SetSystemTrayMenu(u.trayMenu)
+}
+
+// trayItems are the tray menu's lines; the problem line only when there
+// is one.
+func (u *UI) trayItems() []*fyne.MenuItem {
+	items := []*fyne.MenuItem{u.trayOpen, u.trayPause, fyne.NewMenuItemSeparator(), u.trayCount}
+	if u.trayProblem.Label != "" {
+		items = append(items, u.trayProblem)
+	}
+	return append(items, fyne.NewMenuItemSeparator(), u.trayQuit)
+}
+
+// notifyStuck tells the user, at most once an hour, that mail is not
+// going out.
+func (u *UI) notifyStuck(h health, now time.Time) {
+	if !u.lastStuckNotice.IsZero() && now.Sub(u.lastStuckNotice) < stuckNoticeInterval {
+		return
+	}
+	u.lastStuckNotice = now
+	u.app.SendNotification(fyne.NewNotification("Postroom: mail is not going out",
+		fmt.Sprintf("%s waiting and nothing was sent in the last %d minutes. Open Postroom to see why.",
+			capitalise(plural(h.waiting, "message")+" are"), int(stuckAfter.Minutes()))))
 }
 
 func (u *UI) setTrayIcon(icon trayIcon) {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
 	"postroom/assets"
+	"postroom/engine"
 )
 
 func tabNames(u *UI) []string {
@@ -165,4 +168,59 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestTrayAndNotificationWhenMailIsStuck(t *testing.T) {
+	eng := newFakeEngine(map[string]int{"deferred": 4})
+	now := time.Now()
+	// Attempts failed in the last half hour and none succeeded.
+	eng.points = []engine.CounterPoint{{Name: "deferred", Minute: now.Add(-10 * time.Minute), N: 4}}
+	a := newTrayApp(t)
+	var h *harness
+	test.AssertNotificationSent(t, fyne.NewNotification("Postroom: mail is not going out",
+		"4 messages are waiting and nothing was sent in the last 30 minutes. Open Postroom to see why."), func() {
+		h = startUI(t, a, eng, nil)
+	})
+	if !bytes.Equal(a.trayIcon(), assets.IconAlert) {
+		t.Error("the tray icon does not show that mail is stuck")
+	}
+	labels, _ := a.trayItems(t)
+	if !contains(labels, "Problem: nothing sent for 30 minutes") {
+		t.Errorf("tray menu %q does not say mail is stuck", labels)
+	}
+	// Once said, not again on every refresh.
+	test.AssertNotificationSent(t, nil, func() { h.u.Refresh() })
+
+	// Mail goes out again: the problem line and the alert go away.
+	eng.set(func(f *fakeEngine) {
+		f.counts = map[string]int{"deferred": 0}
+		f.points = append(f.points, engine.CounterPoint{Name: "sent", Minute: now, N: 4})
+	})
+	h.u.Refresh()
+	labels, _ = a.trayItems(t)
+	if contains(labels, "Problem: nothing sent for 30 minutes") || !bytes.Equal(a.trayIcon(), assets.Icon) {
+		t.Errorf("after mail went out the tray menu is %q", labels)
+	}
+
+	// A bounce in the last hour shows too.
+	eng.set(func(f *fakeEngine) {
+		f.points = append(f.points, engine.CounterPoint{Name: "bounced", Minute: now.Add(-5 * time.Minute), N: 2})
+	})
+	h.u.Refresh()
+	labels, _ = a.trayItems(t)
+	if !contains(labels, "Problem: 2 messages returned in the last hour") || !bytes.Equal(a.trayIcon(), assets.IconAlert) {
+		t.Errorf("after bounces the tray menu is %q", labels)
+	}
+}
+
+func TestPausedQueueIsNotStuck(t *testing.T) {
+	eng := newFakeEngine(map[string]int{"deferred": 4})
+	eng.paused = true
+	eng.points = []engine.CounterPoint{{Name: "deferred", Minute: time.Now().Add(-10 * time.Minute), N: 4}}
+	a := newTrayApp(t)
+	test.AssertNotificationSent(t, nil, func() { startUI(t, a, eng, nil) })
+	labels, _ := a.trayItems(t)
+	if !contains(labels, "Sending is paused") || !bytes.Equal(a.trayIcon(), assets.IconPaused) {
+		t.Errorf("paused tray menu %q", labels)
+	}
 }

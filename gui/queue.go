@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,9 @@ import (
 
 	"postroom/engine"
 )
+
+// previewRunes is how much of a message's text the detail shows.
+const previewRunes = 2000
 
 // queuePage is how many rows one page of the queue table holds; paging is
 // by ID (keyset), so the table costs the same with 100,000 queued rows.
@@ -63,8 +67,8 @@ var queueColumns = []struct {
 	title string
 	width float32
 }{
-	{"", 36}, {"State", 90}, {"From", 170}, {"To", 170}, {"Subject", 170},
-	{"Size", 65}, {"Tries", 50}, {"Next try", 85}, {"Last error", 400},
+	{"", 36}, {"State", 90}, {"From", 160}, {"To", 170}, {"Subject", 160},
+	{"Size", 62}, {"Tries", 55}, {"Next try", 110}, {"Problem", 420},
 }
 
 // queueView is the Queue tab: a paged table, a filter, actions, detail.
@@ -83,6 +87,14 @@ type queueView struct {
 	pages    []int64 // BeforeID of each page shown so far; the last is the current one
 	checked  map[int64]bool
 	selected int64 // recipient ID of the row whose detail is shown; 0 = none
+	sortCol  int   // column the page is sorted by; 0 = newest first
+	sortDesc bool
+	allCheck *widget.Check // the header's "tick every row on this page"
+	// notice is the outcome of the last action, shown in the status line
+	// until the user ticks, filters, sorts or pages.
+	notice string
+	// sendAt is the open "Send at…" dialog's time entry (nil when closed).
+	sendAt   *widget.Entry
 	table    *widget.Table
 	stateSel *widget.Select
 	search   *widget.Entry
@@ -121,11 +133,13 @@ func newQueueView(u *UI) *queueView {
 	)
 	q.table.ShowHeaderColumn = false
 	q.table.CreateHeader = func() fyne.CanvasObject {
-		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+		check := widget.NewCheck("", nil)
+		b := widget.NewButton("", nil)
+		b.Alignment = widget.ButtonAlignLeading
+		b.Importance = widget.LowImportance
+		return container.NewStack(check, b)
 	}
-	q.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		o.(*widget.Label).SetText(queueColumns[id.Col].title)
-	}
+	q.table.UpdateHeader = q.updateHeader
 	for i, c := range queueColumns {
 		q.table.SetColumnWidth(i, c.width)
 	}
@@ -139,7 +153,7 @@ func newQueueView(u *UI) *queueView {
 
 	for _, a := range []struct{ label, action string }{
 		{"Retry now", "retry"}, {"Hold", "hold"}, {"Release", "release"},
-		{"Return to sender", "bounce"}, {"Delete", "delete"},
+		{"Send at…", "schedule"}, {"Return to sender", "bounce"}, {"Delete", "delete"},
 	} {
 		action := a.action
 		q.actions[action] = widget.NewButton(a.label, func() { q.act(action) })
@@ -151,13 +165,13 @@ func newQueueView(u *UI) *queueView {
 	q.pageInfo = widget.NewLabel("")
 	q.status = widget.NewLabel("")
 	q.status.Wrapping = fyne.TextWrapWord
-	q.detail = widget.NewLabel("Select a row to see the message's envelope, headers and delivery attempts.")
+	q.detail = widget.NewLabel("Select a row to see the message: who sent it, what it says, its delivery attempts and its headers.")
 	q.detail.Wrapping = fyne.TextWrapWord
 	q.detail.TextStyle.Monospace = true
 
 	top := container.NewBorder(nil, nil, q.stateSel, refresh, q.search)
 	actionRow := container.NewHBox(widget.NewLabel("Selected:"),
-		q.actions["retry"], q.actions["hold"], q.actions["release"], q.actions["bounce"], q.actions["delete"])
+		q.actions["retry"], q.actions["hold"], q.actions["release"], q.actions["schedule"], q.actions["bounce"], q.actions["delete"])
 	paging := container.NewHBox(q.newer, q.pageInfo, q.older)
 	tableArea := container.NewBorder(top, container.NewBorder(nil, q.status, actionRow, paging), nil, nil, q.table)
 	split := container.NewVSplit(tableArea, container.NewVScroll(q.detail))
@@ -216,9 +230,14 @@ func (q *queueView) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 			text = humanTime(r.NextAttempt)
 		}
 	case 8:
-		text = r.LastError
-		if text == "" && r.HeldReason != "" {
-			text = r.HeldReason
+		// The reason in words; the server's own words are in the detail.
+		switch {
+		case r.State == engine.StateHeld || r.HeldReason != "" && !r.State.Final():
+			text = capitalise(r.HeldReason)
+		case r.State == engine.StateScheduled:
+			text = "Waits until the time chosen"
+		case r.LastError != "" && r.State != engine.StateSent:
+			text = capitalise(deliveryWords(r.LastCode, r.LastError))
 		}
 	}
 	label.SetText(text)
@@ -226,6 +245,7 @@ func (q *queueView) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 
 // setChecked ticks or unticks a row (by recipient ID) for the actions.
 func (q *queueView) setChecked(recipientID int64, on bool) {
+	q.notice = ""
 	if on {
 		q.checked[recipientID] = true
 	} else {
@@ -256,36 +276,14 @@ func (q *queueView) chosenMessages() []int64 {
 func (q *queueView) act(action string) {
 	ids := q.chosenMessages()
 	if len(ids) == 0 {
-		q.status.SetText("Tick one or more rows, or select a row, first.")
+		q.notice = "Tick one or more rows, or select a row, first."
+		q.updateStatus()
 		return
 	}
-	run := func() {
-		for _, b := range q.actions {
-			b.Disable()
-		}
-		q.u.background(engineTimeout, func(ctx context.Context) error {
-			var errs []error
-			for _, id := range ids {
-				if err := q.u.eng.Apply(ctx, action, id, time.Time{}); err != nil {
-					errs = append(errs, fmt.Errorf("message %d: %w", id, err))
-				}
-			}
-			return errors.Join(errs...)
-		}, func(err error) {
-			for _, b := range q.actions {
-				b.Enable()
-			}
-			if err != nil {
-				q.status.SetText("Not everything worked: " + err.Error())
-			} else {
-				q.status.SetText(fmt.Sprintf("%s: done for %s.", q.actions[action].Text, plural(len(ids), "message")))
-			}
-			q.checked = map[int64]bool{}
-			q.u.goBG(q.reload)
-			q.u.goBG(q.u.Refresh)
-		})
-	}
+	run := func() { q.run(action, ids, time.Time{}) }
 	switch action {
+	case "schedule":
+		q.askSendAt(ids)
 	case "delete":
 		dialog.ShowConfirm("Delete mail?",
 			fmt.Sprintf("Delete %s from the queue? The recipients will not get it and the sender is not told.", plural(len(ids), "message")),
@@ -307,6 +305,124 @@ func (q *queueView) act(action string) {
 	}
 }
 
+// run applies an action to messages on a goroutine and shows the outcome.
+func (q *queueView) run(action string, ids []int64, at time.Time) {
+	for _, b := range q.actions {
+		b.Disable()
+	}
+	q.u.background(engineTimeout+time.Duration(len(ids))*time.Second/10, func(ctx context.Context) error {
+		var errs []error
+		for _, id := range ids {
+			if err := q.u.eng.Apply(ctx, action, id, at); err != nil {
+				errs = append(errs, fmt.Errorf("message %d: %w", id, err))
+			}
+		}
+		return errors.Join(errs...)
+	}, func(err error) {
+		for _, b := range q.actions {
+			b.Enable()
+		}
+		label := strings.TrimSuffix(q.actions[action].Text, "…")
+		switch {
+		case err != nil:
+			q.notice = "Not everything worked: " + err.Error()
+		case action == "schedule":
+			q.notice = fmt.Sprintf("%s will be sent at %s.", capitalise(plural(len(ids), "message")), at.Local().Format("Mon Jan 2 15:04"))
+		default:
+			q.notice = fmt.Sprintf("%s: done for %s.", label, plural(len(ids), "message"))
+		}
+		q.checked = map[int64]bool{}
+		q.updateStatus()
+		q.u.goBG(q.reload)
+		q.u.goBG(q.u.Refresh)
+	})
+}
+
+// sendAtLayout is how the "Send at…" dialog reads and writes a time.
+const sendAtLayout = "2006-01-02 15:04"
+
+// sendAtPresets are the quick choices of the "Send at…" dialog.
+func sendAtPresets(now time.Time) []struct {
+	label string
+	at    time.Time
+} {
+	day := startOfDay(now)
+	tomorrow8 := day.AddDate(0, 0, 1).Add(8 * time.Hour)
+	monday := day.AddDate(0, 0, (8-int(now.Weekday()))%7)
+	if !monday.After(day) {
+		monday = monday.AddDate(0, 0, 7)
+	}
+	tonight := day.Add(20 * time.Hour)
+	if !tonight.After(now) {
+		tonight = tonight.AddDate(0, 0, 1)
+	}
+	return []struct {
+		label string
+		at    time.Time
+	}{
+		{"In one hour", now.Add(time.Hour).Truncate(time.Minute)},
+		{"This evening at 20:00", tonight},
+		{"Tomorrow at 08:00", tomorrow8},
+		{"Monday at 08:00", monday.Add(8 * time.Hour)},
+	}
+}
+
+// parseSendAt reads the dialog's time, in this computer's time zone, and
+// refuses one that has passed.
+func parseSendAt(text string, now time.Time) (time.Time, error) {
+	at, err := time.ParseInLocation(sendAtLayout, strings.TrimSpace(text), time.Local)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("write the date and time as %s, for example %s", "YYYY-MM-DD HH:MM", now.Add(time.Hour).Format(sendAtLayout))
+	}
+	if !at.After(now) {
+		return time.Time{}, errors.New("that time has passed; choose a time in the future")
+	}
+	return at, nil
+}
+
+// askSendAt asks when the chosen messages are to be sent, and schedules
+// them. Held mail is released by it: it goes at that time.
+func (q *queueView) askSendAt(ids []int64) {
+	entry := widget.NewEntry()
+	entry.SetText(time.Now().Add(time.Hour).Truncate(time.Hour).Format(sendAtLayout))
+	entry.Validator = func(s string) error { _, err := parseSendAt(s, time.Now()); return err }
+	presets := sendAtPresets(time.Now())
+	labels := make([]string, len(presets))
+	for i, p := range presets {
+		labels[i] = p.label
+	}
+	quick := widget.NewSelect(labels, func(l string) {
+		for _, p := range presets {
+			if p.label == l {
+				entry.SetText(p.at.Format(sendAtLayout))
+			}
+		}
+	})
+	quick.PlaceHolder = "Choose…"
+	note := widget.NewLabel(fmt.Sprintf("%s will wait until then, held mail included, and is sent at that time.", capitalise(plural(len(ids), "message"))))
+	note.Wrapping = fyne.TextWrapWord
+	q.sendAt = entry
+	d := dialog.NewForm("Send at a later time", "Schedule", "Cancel", []*widget.FormItem{
+		widget.NewFormItem("Quick choice", quick),
+		widget.NewFormItem("Date and time", entry),
+		widget.NewFormItem("", note),
+	}, func(ok bool) {
+		q.sendAt = nil
+		if !ok {
+			return
+		}
+		at, err := parseSendAt(entry.Text, time.Now())
+		if err != nil {
+			q.notice = capitalise(err.Error()) + "."
+			q.updateStatus()
+			return
+		}
+		q.run("schedule", ids, at)
+	}, q.u.window)
+	d.Resize(fyne.NewSize(460, 260))
+	d.Show()
+}
+
 func (q *queueView) filterChanged() {
 	if q.stateSel == nil || q.search == nil {
 		return
@@ -322,6 +438,7 @@ func (q *queueView) filterChanged() {
 	q.filterMu.Unlock()
 	q.pages = []int64{0}
 	q.checked = map[int64]bool{}
+	q.notice = ""
 	q.u.goBG(q.reload)
 }
 
@@ -366,6 +483,7 @@ func (q *queueView) reload() {
 			return
 		}
 		q.rows = rows
+		q.sortRows()
 		q.table.Refresh()
 		q.pageInfo.SetText(fmt.Sprintf("Page %d", pageNo))
 		if pageNo > 1 {
@@ -384,6 +502,12 @@ func (q *queueView) reload() {
 }
 
 func (q *queueView) updateStatus() {
+	if q.notice != "" {
+		// The outcome of the last action stays until the user does
+		// something else; reloads do not wipe it.
+		q.status.SetText(q.notice)
+		return
+	}
 	if len(q.rows) == 0 {
 		q.status.SetText("No mail matches.")
 		return
@@ -392,7 +516,127 @@ func (q *queueView) updateStatus() {
 		q.status.SetText(fmt.Sprintf("%s ticked.", plural(n, "row")))
 		return
 	}
-	q.status.SetText(fmt.Sprintf("%s shown, newest first.", plural(len(q.rows), "row")))
+	order := "newest first"
+	if q.sortCol > 0 {
+		order = "sorted by " + queueColumns[q.sortCol].title
+		if q.sortDesc {
+			order += ", descending"
+		}
+	}
+	q.status.SetText(fmt.Sprintf("%s shown, %s. Tick rows to act on several at once.", plural(len(q.rows), "row"), order))
+}
+
+// updateHeader draws a column heading: a button that sorts by the column
+// (with an arrow on the sorted one), or over the tick boxes one that
+// ticks every row on the page.
+func (q *queueView) updateHeader(id widget.TableCellID, o fyne.CanvasObject) {
+	stack := o.(*fyne.Container)
+	check := stack.Objects[0].(*widget.Check)
+	b := stack.Objects[1].(*widget.Button)
+	if id.Col == 0 {
+		b.Hide()
+		check.Show()
+		check.OnChanged = nil
+		check.SetChecked(len(q.rows) > 0 && q.allTicked())
+		check.OnChanged = q.tickPage
+		q.allCheck = check
+		return
+	}
+	check.Hide()
+	b.Show()
+	title := queueColumns[id.Col].title
+	if id.Col == q.sortCol {
+		if q.sortDesc {
+			title += " ▼"
+		} else {
+			title += " ▲"
+		}
+	}
+	b.SetText(title)
+	col := id.Col
+	b.OnTapped = func() { q.sortBy(col) }
+}
+
+// allTicked reports whether every row of the page is ticked.
+func (q *queueView) allTicked() bool {
+	for _, r := range q.rows {
+		if !q.checked[r.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+// tickPage ticks or unticks every row of the page.
+func (q *queueView) tickPage(on bool) {
+	q.notice = ""
+	for _, r := range q.rows {
+		if on {
+			q.checked[r.ID] = true
+		} else {
+			delete(q.checked, r.ID)
+		}
+	}
+	q.table.Refresh()
+	q.updateStatus()
+}
+
+// sortBy sorts the page by a column; a second tap reverses the order, a
+// third goes back to newest first.
+func (q *queueView) sortBy(col int) {
+	q.notice = ""
+	switch {
+	case col != q.sortCol:
+		q.sortCol, q.sortDesc = col, false
+	case !q.sortDesc:
+		q.sortDesc = true
+	default:
+		q.sortCol, q.sortDesc = 0, false
+	}
+	q.sortRows()
+	q.table.Refresh()
+	q.updateStatus()
+}
+
+// sortRows orders the page as sortCol and sortDesc say. Paging stays by
+// arrival (the store pages by ID), so sorting orders the page shown.
+func (q *queueView) sortRows() {
+	key := func(r engine.QueueRow) (string, int64) {
+		switch q.sortCol {
+		case 1:
+			return stateWords(r.State), 0
+		case 2:
+			return strings.ToLower(r.Sender), 0
+		case 3:
+			return strings.ToLower(r.Address), 0
+		case 4:
+			return strings.ToLower(r.Subject), 0
+		case 5:
+			return "", r.Size
+		case 6:
+			return "", int64(r.Attempts)
+		case 7:
+			if r.NextAttempt.IsZero() || r.State.Final() {
+				return "", math.MaxInt64
+			}
+			return "", r.NextAttempt.UnixMilli()
+		case 8:
+			return strings.ToLower(r.LastError + r.HeldReason), 0
+		}
+		return "", -r.ID
+	}
+	sort.SliceStable(q.rows, func(i, j int) bool {
+		si, ni := key(q.rows[i])
+		sj, nj := key(q.rows[j])
+		less := si < sj || si == sj && ni < nj
+		if q.sortDesc {
+			less = si > sj || si == sj && ni > nj
+		}
+		if si == sj && ni == nj {
+			return q.rows[i].ID > q.rows[j].ID
+		}
+		return less
+	})
 }
 
 // showDetail reads and shows one message.
@@ -402,11 +646,18 @@ func (q *queueView) showDetail(id int64) {
 		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 		defer cancel()
 		d, err := q.u.eng.Show(ctx, id)
+		var preview string
+		if err == nil {
+			var perr error
+			if preview, perr = q.u.eng.BodyPreview(ctx, id, previewRunes); perr != nil {
+				preview = "(The text could not be read: " + perr.Error() + ")"
+			}
+		}
 		q.u.do(func() {
 			if err != nil {
 				q.detail.SetText("Could not read message " + fmt.Sprint(id) + ": " + err.Error())
 			} else {
-				q.detail.SetText(formatDetail(d))
+				q.detail.SetText(formatDetail(d, preview))
 			}
 			q.u.done()
 		})
@@ -415,7 +666,7 @@ func (q *queueView) showDetail(id int64) {
 
 // formatDetail writes a message's envelope, recipients, headers and
 // attempt log as text.
-func formatDetail(d *engine.MessageDetail) string {
+func formatDetail(d *engine.MessageDetail, preview string) string {
 	var b strings.Builder
 	m := d.Message
 	sender := m.Sender
@@ -438,10 +689,17 @@ func formatDetail(d *engine.MessageDetail) string {
 	b.WriteString("\nRecipients\n")
 	for _, r := range d.Recipients {
 		fmt.Fprintf(&b, "  %-32s %-10s tries %d", r.Address, stateWords(r.State), r.Attempts)
-		if r.LastError != "" {
-			fmt.Fprintf(&b, "  last: %s", r.LastError)
+		if r.State == engine.StateScheduled && !r.NextAttempt.IsZero() {
+			fmt.Fprintf(&b, "  to be sent %s", humanTime(r.NextAttempt))
+		}
+		if r.LastError != "" && r.State != engine.StateSent {
+			fmt.Fprintf(&b, "\n      last problem: %s", explainDelivery(r.LastCode, r.LastError))
 		}
 		b.WriteString("\n")
+	}
+	b.WriteString("\nWhat it says\n")
+	for _, line := range strings.Split(preview, "\n") {
+		b.WriteString("  " + line + "\n")
 	}
 	b.WriteString("\nAttempts\n")
 	if len(d.Attempts) == 0 {

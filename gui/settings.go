@@ -25,6 +25,8 @@ type settingsView struct {
 	fields  []*field
 	pageOf  map[*field]int
 	lists   map[string]*listEditor // the access lists' editors by key
+	rows    map[string]*rowEditor  // the routes' and destination limits' editors by key
+	users   *usersView
 	// providerOnly are the smarthost's controls, usable in smarthost mode.
 	providerOnly []fyne.Disableable
 	base         config.Settings // what the window does not edit comes from here
@@ -53,7 +55,7 @@ var mxTLSChoices = []choice{
 }
 
 func newSettingsView(u *UI) *settingsView {
-	v := &settingsView{u: u, pageOf: map[*field]int{}, lists: map[string]*listEditor{}}
+	v := &settingsView{u: u, pageOf: map[*field]int{}, lists: map[string]*listEditor{}, rows: map[string]*rowEditor{}}
 	v.status = widget.NewLabel("")
 	v.status.Wrapping = fyne.TextWrapWord
 
@@ -61,18 +63,29 @@ func newSettingsView(u *UI) *settingsView {
 		textField("hostname", "Host name", func(s *config.Settings) *string { return &s.Hostname }),
 		textField("listen.address", "Listen on address", func(s *config.Settings) *string { return &s.Listen.Address }),
 		smallIntField("listen.port", "SMTP port", func(s *config.Settings) *int { return &s.Listen.Port }),
-		smallIntField("listen.submission_port", "Submission port", func(s *config.Settings) *int { return &s.Listen.SubmissionPort }),
-		smallIntField("listen.tls_port", "TLS port", func(s *config.Settings) *int { return &s.Listen.TLSPort }),
-		textField("listen.tls_cert", "Certificate file", func(s *config.Settings) *string { return &s.Listen.TLSCert }),
-		textField("listen.tls_key", "Key file", func(s *config.Settings) *string { return &s.Listen.TLSKey }),
 	}
 	listenHints := map[string]string{
-		"hostname":               "The name Postroom gives itself when it talks to other mail servers.",
-		"listen.address":         "0.0.0.0 accepts mail on every network of this computer; 127.0.0.1 only from this computer.",
-		"listen.port":            "25 is the standard. Use 2525 if another program has 25 or it needs administrator rights.",
-		"listen.submission_port": "587 for apps that log in with a username and password; 0 turns it off.",
-		"listen.tls_port":        "465 for apps that want encryption from the start; 0 turns it off.",
-		"listen.tls_cert":        "PEM files. Leave both empty for a certificate Postroom makes itself.",
+		"hostname":       "The name Postroom gives itself when it talks to other mail servers.",
+		"listen.address": "0.0.0.0 accepts mail on every network of this computer; 127.0.0.1 only from this computer.",
+		"listen.port":    "25 is the standard. Use 2525 if another program has 25 or it needs administrator rights.",
+	}
+
+	certField := v.fileField("listen.tls_cert", "Certificate file", func(s *config.Settings) *string { return &s.Listen.TLSCert })
+	keyField := v.fileField("listen.tls_key", "Private key file", func(s *config.Settings) *string { return &s.Listen.TLSKey })
+	security := []*field{
+		smallIntField("listen.submission_port", "Port for logging in (submission)", func(s *config.Settings) *int { return &s.Listen.SubmissionPort }),
+		smallIntField("listen.tls_port", "Port with encryption from the start", func(s *config.Settings) *int { return &s.Listen.TLSPort }),
+		certField,
+		keyField,
+		checkField("listen.auth_without_tls", "Unencrypted login", "Let programs on this computer log in without encryption",
+			func(s *config.Settings) *bool { return &s.Listen.AuthWithoutTLS }),
+	}
+	securityHints := map[string]string{
+		"listen.submission_port":  "587 for programs that log in with a user name and password (see Users); they switch on encryption first. 0 turns it off.",
+		"listen.tls_port":         "465 for programs that want encryption from the first byte; 0 turns it off.",
+		"listen.tls_cert":         "The certificate (PEM file) Postroom shows to programs that send through it, e.g. from your domain's certificate provider. Leave both files empty and Postroom makes one itself; programs may then warn once that they do not know it.",
+		"listen.tls_key":          "The private key (PEM file) that belongs to the certificate.",
+		"listen.auth_without_tls": "Only for connections from this computer itself, where nobody can listen in. Logins from other computers always need encryption.",
 	}
 
 	trusted := v.listField("access.trusted_networks", "May send without logging in",
@@ -93,6 +106,8 @@ func newSettingsView(u *UI) *settingsView {
 		"access.blocked_senders":  "A block always wins over an allow.",
 	}
 
+	destinations, destRows := destinationsField()
+	v.rows["limits.destinations"] = destRows
 	limits := []*field{
 		intField("limits.max_message_bytes", "Largest message (MB)", 1<<20, func(s *config.Settings) *int64 { return &s.Limits.MaxMessageBytes }),
 		smallIntField("limits.max_recipients", "Recipients per message", func(s *config.Settings) *int { return &s.Limits.MaxRecipients }),
@@ -101,14 +116,24 @@ func newSettingsView(u *UI) *settingsView {
 		durationField("limits.idle_timeout", "Disconnect silent clients after", func(s *config.Settings) *config.Duration { return &s.Limits.IdleTimeout }),
 		smallIntField("limits.rate_limit", "Send at most (messages)", func(s *config.Settings) *int { return &s.Limits.RateLimit }),
 		durationField("limits.rate_window", "…per", func(s *config.Settings) *config.Duration { return &s.Limits.RateWindow }),
+		destinations,
+		smallIntField("limits.min_data_rate", "Slowest sending accepted (bytes/s)", func(s *config.Settings) *int { return &s.Limits.MinDataRate }),
+		smallIntField("limits.max_line_length", "Longest line (characters)", func(s *config.Settings) *int { return &s.Limits.MaxLineLength }),
+		checkField("limits.strict_line_endings", "Malformed line endings", "Refuse mail with malformed line endings instead of repairing it",
+			func(s *config.Settings) *bool { return &s.Limits.StrictLineEndings }),
 	}
 	limitHints := map[string]string{
-		"limits.rate_limit":   "0 means no limit. Mail over the limit waits in the queue; it is not refused.",
-		"limits.idle_timeout": "Durations: 30s, 5m, 4h, 5d.",
+		"limits.rate_limit":          "0 means no limit. Mail over the limit waits in the queue; it is not refused.",
+		"limits.idle_timeout":        "Durations: 30s, 5m, 4h, 5d.",
+		"limits.destinations":        "Some providers accept only so much mail at once from one sender. Mail over a limit waits in the queue.",
+		"limits.min_data_rate":       "A program that sends slower than this is disconnected; 0 turns the check off.",
+		"limits.strict_line_endings": "Repairing is kinder to old devices; refusing protects against a trick called SMTP smuggling.",
 	}
 
 	v.testRes = widget.NewLabel("")
 	v.testRes.Wrapping = fyne.TextWrapWord
+	routes, routeRows := routesField()
+	v.rows["delivery.routes"] = routeRows
 	delivery := []*field{
 		selectField("delivery.mode", "Send mail", modeChoices, func(s *config.Settings) *string { return &s.Delivery.Mode }, v.modeChanged),
 		textField("delivery.smarthost", "Provider's server", func(s *config.Settings) *string { return &s.Delivery.Smarthost }),
@@ -121,8 +146,11 @@ func newSettingsView(u *UI) *settingsView {
 		durationField("delivery.retry_initial", "First retry after", func(s *config.Settings) *config.Duration { return &s.Delivery.RetryInitial }),
 		durationField("delivery.retry_max", "Longest wait between retries", func(s *config.Settings) *config.Duration { return &s.Delivery.RetryMax }),
 		durationField("delivery.queue_lifetime", "Give up and return mail after", func(s *config.Settings) *config.Duration { return &s.Delivery.QueueLifetime }),
+		durationField("delivery.keep_finished", "Keep sent and returned mail for", func(s *config.Settings) *config.Duration { return &s.Delivery.KeepFinished }),
 		durationField("delivery.connect_timeout", "Connection timeout", func(s *config.Settings) *config.Duration { return &s.Delivery.ConnectTimeout }),
+		smallIntField("delivery.max_connections", "Connections out at once", func(s *config.Settings) *int { return &s.Delivery.MaxConnections }),
 		textField("delivery.resolver", "DNS server", func(s *config.Settings) *string { return &s.Delivery.Resolver }),
+		routes,
 	}
 	deliveryHints := map[string]string{
 		"delivery.smarthost":      "host:port, for example smtp.gmail.com:587.",
@@ -130,6 +158,8 @@ func newSettingsView(u *UI) *settingsView {
 		"delivery.resolver":       "Empty uses this computer's DNS; or host:port of a DNS server.",
 		"delivery.retry_max":      "Durations: 30s, 5m, 4h, 5d.",
 		"delivery.queue_lifetime": "After this the sender gets a message saying delivery failed.",
+		"delivery.keep_finished":  "How long the Queue tab keeps showing delivered and returned mail; 0 keeps it for ever.",
+		"delivery.routes":         "Mail for these domains goes straight to the server given, e.g. a mail server in your office.",
 	}
 	testButton := widget.NewButton("Test connection to the provider", v.testConnection)
 	v.providerOnly = []fyne.Disableable{testButton}
@@ -137,19 +167,38 @@ func newSettingsView(u *UI) *settingsView {
 		v.providerOnly = append(v.providerOnly, f.control.(fyne.Disableable))
 	}
 
+	// The test button sits in the form under the provider's fields, in a
+	// row of its own that holds no setting.
+	testRow := newField("", "", container.NewBorder(nil, nil, testButton, nil, v.testRes))
+	deliveryPage := append(append(append([]*field(nil), delivery[:5]...), testRow), delivery[5:]...)
+
 	v.dkim = newDKIMPanel(u)
+	v.users = newUsersView(u)
 	v.pages = container.NewAppTabs(
 		container.NewTabItem("Listening", container.NewVScroll(form(listening, listenHints))),
 		container.NewTabItem("Access", container.NewVScroll(form(access, accessHints))),
 		container.NewTabItem("Limits", container.NewVScroll(form(limits, limitHints))),
-		container.NewTabItem("Delivery", container.NewVScroll(container.NewVBox(form(delivery, deliveryHints),
-			container.NewBorder(nil, nil, testButton, nil, v.testRes)))),
+		container.NewTabItem("Delivery", container.NewVScroll(form(deliveryPage, deliveryHints))),
+		container.NewTabItem("Security", container.NewVScroll(form(security, securityHints))),
+		container.NewTabItem("Users", container.NewVScroll(v.users.content)),
 		container.NewTabItem("DKIM & DNS", container.NewVScroll(v.dkim.content)),
 	)
-	for page, fs := range [][]*field{listening, access, limits, delivery} {
-		for _, f := range fs {
+	v.pages.OnSelected = func(t *container.TabItem) {
+		if t.Text == "Users" {
+			u.goBG(v.users.reload)
+		}
+	}
+	pageIndex := map[string]int{}
+	for i, t := range v.pages.Items {
+		pageIndex[t.Text] = i
+	}
+	for _, p := range []struct {
+		page   string
+		fields []*field
+	}{{"Listening", listening}, {"Access", access}, {"Limits", limits}, {"Delivery", delivery}, {"Security", security}} {
+		for _, f := range p.fields {
 			v.fields = append(v.fields, f)
-			v.pageOf[f] = page
+			v.pageOf[f] = pageIndex[p.page]
 		}
 	}
 
@@ -198,6 +247,27 @@ func (v *settingsView) sourceField() *field {
 	f := newField("delivery.source_ip", "Send from address", e)
 	f.load = func(s config.Settings) { e.SetText(s.Delivery.SourceIP) }
 	f.store = func(s *config.Settings) error { s.Delivery.SourceIP = strings.TrimSpace(e.Text); return nil }
+	return f
+}
+
+// fileField is a text field for a file path with a Browse… button.
+func (v *settingsView) fileField(key, label string, get func(*config.Settings) *string) *field {
+	f := textField(key, label, get)
+	e := f.control.(*widget.Entry)
+	browse := widget.NewButton("Browse…", func() {
+		d := dialog.NewFileOpen(func(r fyne.URIReadCloser, err error) {
+			if err != nil || r == nil {
+				return
+			}
+			r.Close()
+			e.SetText(r.URI().Path())
+		}, v.u.window)
+		d.SetFilter(storage.NewExtensionFileFilter([]string{".pem", ".crt", ".key", ".cer"}))
+		d.Show()
+	})
+	// The entry stays the field's control (errors mark it); the button
+	// sits beside it.
+	f.layout = container.NewBorder(nil, nil, nil, browse, e)
 	return f
 }
 
@@ -314,7 +384,7 @@ func (v *settingsView) applySettings() {
 		case started != nil:
 			msg = "Settings saved, but Postroom still cannot accept mail: " + started.Error()
 		case old.Listen != s.Listen && v.u.eng.ListenAddr() != "":
-			msg = "Settings saved. The new listening address and ports take effect when Postroom is restarted."
+			msg = "Settings saved and in effect. Postroom now accepts mail on " + v.u.eng.ListenAddr() + "."
 		}
 		v.status.SetText(msg)
 		v.u.goBG(v.u.Refresh)

@@ -158,3 +158,88 @@ func TestSettingsImportAndExport(t *testing.T) {
 }
 
 func findListEditor(v *settingsView, key string) *listEditor { return v.lists[key] }
+
+func TestSecurityPageSavesCertificatesPortsAndLogin(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+	sub := settingsField(t, v, "listen.submission_port")
+	if v.pages.Items[v.pageOf[sub]].Text != "Security" {
+		t.Fatalf("the submission port is on page %q, want Security", v.pages.Items[v.pageOf[sub]].Text)
+	}
+	setText(h, entryOf(t, sub), "99999")
+	h.do(func() { test.Tap(v.apply) })
+	h.do(func() {
+		if !sub.errLine.Visible() || v.pages.Selected().Text != "Security" {
+			t.Errorf("bad submission port: error %q, page in front %q", sub.errLine.Text, v.pages.Selected().Text)
+		}
+	})
+	setText(h, entryOf(t, sub), "587")
+	setText(h, entryOf(t, settingsField(t, v, "listen.tls_cert")), "/etc/ssl/relay.pem")
+	setText(h, entryOf(t, settingsField(t, v, "listen.tls_key")), "/etc/ssl/relay.key")
+	h.do(func() {
+		settingsField(t, v, "listen.auth_without_tls").control.(*widget.Check).SetChecked(true)
+		test.Tap(v.apply)
+	})
+	s := waitFor(t, eng.saves, "SaveSettings")
+	if s.Listen.SubmissionPort != 587 || s.Listen.TLSCert != "/etc/ssl/relay.pem" || s.Listen.TLSKey != "/etc/ssl/relay.key" || !s.Listen.AuthWithoutTLS {
+		t.Errorf("saved listen settings %+v", s.Listen)
+	}
+}
+
+func TestRoutesAndDomainLimitsAreEditedAsRows(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+	routes, limits := v.rows["delivery.routes"], v.rows["limits.destinations"]
+	h.do(func() {
+		test.Tap(routes.add)
+		routes.rows[0][0].SetText("branch.example.com")
+		routes.rows[0][1].SetText("192.168.1.5") // no port: the engine refuses it
+		test.Tap(limits.add)
+		limits.rows[0][0].SetText("gmail.com")
+		limits.rows[0][1].SetText("two")
+		limits.rows[0][2].SetText("30")
+		test.Tap(v.apply)
+	})
+	h.do(func() {
+		lim := settingsField(t, v, "limits.destinations")
+		if !strings.Contains(lim.errLine.Text, `row 1, connections: "two" is not a whole number`) {
+			t.Errorf("domain limit error %q", lim.errLine.Text)
+		}
+		rt := settingsField(t, v, "delivery.routes")
+		if !rt.errLine.Visible() || !strings.Contains(rt.errLine.Text, "192.168.1.5") {
+			t.Errorf("route error %q (visible %v)", rt.errLine.Text, rt.errLine.Visible())
+		}
+	})
+	h.do(func() {
+		routes.rows[0][1].SetText("192.168.1.5:25")
+		limits.rows[0][1].SetText("2")
+		test.Tap(routes.add) // an empty row is left out
+		test.Tap(v.apply)
+	})
+	s := waitFor(t, eng.saves, "SaveSettings")
+	if len(s.Delivery.Routes) != 1 || s.Delivery.Routes[0].Domain != "branch.example.com" || s.Delivery.Routes[0].Host != "192.168.1.5:25" {
+		t.Errorf("saved routes %+v", s.Delivery.Routes)
+	}
+	if len(s.Limits.Destinations) != 1 || s.Limits.Destinations[0].MaxConnections != 2 || s.Limits.Destinations[0].MessagesPerMinute != 30 {
+		t.Errorf("saved domain limits %+v", s.Limits.Destinations)
+	}
+	// Removing the row and cancelling brings it back.
+	h.do(func() {
+		var rm *widget.Button
+		walk(routes.box, func(b *widget.Button) {
+			if b.Text == "" && rm == nil {
+				rm = b // the first row's
+			}
+		})
+		test.Tap(rm)
+		if len(routes.values()) != 0 {
+			t.Errorf("routes after Remove: %q", routes.values())
+		}
+		v.revert()
+		if got := routes.values(); len(got) != 1 || got[0][0] != "branch.example.com" {
+			t.Errorf("Cancel restored routes %q", got)
+		}
+	})
+}

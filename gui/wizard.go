@@ -194,9 +194,16 @@ func (w *wizard) stepMode() fyne.CanvasObject {
 			widget.NewLabel("Password"), w.password),
 		container.NewBorder(nil, nil, test, nil, w.testRes),
 	)
+	directHint := widget.NewLabel("Good for an office whose internet line lets mail out on port 25 (business lines usually do). " +
+		"Step 3 then shows the DNS records that make receiving servers trust your mail. " +
+		"If mail later waits with \"did not answer in time\", your provider blocks port 25: come back here and choose your provider.")
+	directHint.Wrapping = fyne.TextWrapWord
+	directHint.Importance = widget.LowImportance
 	w.mode = widget.NewRadioGroup([]string{modeDirect, modeProvider}, func(m string) {
 		w.provBox.Hidden = m != modeProvider
 		w.provBox.Refresh()
+		directHint.Hidden = m != modeDirect
+		directHint.Refresh()
 	})
 	w.mode.Required = true
 	if w.s.Delivery.Mode == "smarthost" {
@@ -217,7 +224,7 @@ func (w *wizard) stepMode() fyne.CanvasObject {
 			w.security.SetSelected(c.label)
 		}
 	}
-	return container.NewVBox(intro, w.mode, w.provBox)
+	return container.NewVBox(intro, w.mode, directHint, w.provBox)
 }
 
 func (w *wizard) pickProvider(name string) {

@@ -473,3 +473,59 @@ func normalizeLiteral(s string) (string, error) {
 	}
 	return "[" + ip.String() + "]", nil
 }
+
+// CheckHelo checks the name a client gives in EHLO or HELO (RFC 5321
+// section 4.1.1.1): a host name or an address literal. It is more lenient
+// than the RFC where office equipment is known to differ, as Postfix's
+// reject_invalid_helo_hostname is: underscores in labels (Windows computer
+// names), a trailing dot, and a bare IP address without brackets (old
+// printers) pass. What it refuses cannot be a name: empty labels, labels
+// over 63 octets, names over 255 octets, spaces, control characters and
+// punctuation, and non-ASCII that is not a valid IDN. The error's reason
+// never contains the input.
+func CheckHelo(name string) error {
+	if name == "" {
+		return newError(KindSyntax, "empty name")
+	}
+	if len(name) > MaxDomainLen {
+		return newError(KindTooLong, fmt.Sprintf("name longer than %d octets", MaxDomainLen))
+	}
+	if err := checkChars(name, true); err != nil {
+		return newError(err.Kind, "name contains a control character or invalid UTF-8")
+	}
+	if name[0] == '[' {
+		if _, err := normalizeLiteral(name); err != nil {
+			return err
+		}
+		return nil
+	}
+	if ip, err := netip.ParseAddr(name); err == nil && ip.Zone() == "" {
+		return nil
+	}
+	ascii := strings.TrimSuffix(name, ".")
+	if !isASCII(ascii) {
+		a, err := idnaProfile().ToASCII(ascii)
+		if err != nil {
+			return newError(KindSyntax, "name is not a valid internationalised domain name")
+		}
+		ascii = a
+	}
+	if len(ascii) > MaxDomainLen {
+		return newError(KindTooLong, fmt.Sprintf("name longer than %d octets", MaxDomainLen))
+	}
+	for label := range strings.SplitSeq(ascii, ".") {
+		switch {
+		case label == "":
+			return newError(KindSyntax, "name has an empty label")
+		case len(label) > 63:
+			return newError(KindTooLong, "name has a label longer than 63 octets")
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return newError(KindSyntax, "name contains a character other than letters, digits, hyphens and underscores")
+			}
+		}
+	}
+	return nil
+}

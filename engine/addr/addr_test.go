@@ -288,3 +288,53 @@ func TestStringReparses(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckHelo(t *testing.T) {
+	for _, good := range []string{
+		"relay.example.com", "relay.example.com.", "MY_PC", "Scanner-3F", "localhost",
+		"[192.0.2.1]", "[IPv6:2001:db8::1]", "192.168.1.20", "2001:db8::7", "bücher.example",
+		strings.Repeat("a", 63) + ".example",
+	} {
+		if err := CheckHelo(good); err != nil {
+			t.Errorf("CheckHelo(%q) = %v, want nil", good, err)
+		}
+	}
+	for _, bad := range []string{
+		"", ".", "a..b", ".lead", "<script>", "host;rm", "a b", "a\x00b", "a\rb", "caf\xe9",
+		"[300.1.2.3]", "[192.0.2.1", "[tag:x]", "fe80::1%eth0", "a\u0085b",
+		strings.Repeat("a", 64) + ".example", strings.Repeat("a.", 128) + "a",
+	} {
+		err := CheckHelo(bad)
+		if err == nil {
+			t.Errorf("CheckHelo(%q) accepted", bad)
+			continue
+		}
+		if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("CheckHelo(%q): the error %q repeats the input", bad, err)
+		}
+	}
+}
+
+// FuzzCheckHelo: no panic; an accepted name holds nothing that could end a
+// token or comment in a Received field or a log line; errors never repeat
+// the input.
+func FuzzCheckHelo(f *testing.F) {
+	for _, seed := range []string{"relay.example.com", "MY_PC", "[192.0.2.1]", "[IPv6:::1]", "192.0.2.1", "bücher.example", "a..b", "a b", "<x>", "xn--bcher-kva.example."} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := CheckHelo(name)
+		if err != nil {
+			if hasControl(err.Error()) || (len(name) > 3 && strings.Contains(err.Error(), name)) {
+				t.Fatalf("CheckHelo(%q): error %q", name, err)
+			}
+			return
+		}
+		if len(name) > MaxDomainLen || hasControl(name) || strings.ContainsAny(name, " \t()<>\";\\,@") {
+			t.Fatalf("CheckHelo accepted %q", name)
+		}
+		if strings.HasPrefix(name, "[") != strings.HasSuffix(name, "]") {
+			t.Fatalf("CheckHelo accepted unbalanced brackets in %q", name)
+		}
+	})
+}
