@@ -32,8 +32,13 @@ func (s *Store) SaveDKIMKey(ctx context.Context, k DKIMKey) error {
 // DKIMKeys returns the keys of a domain, newest first; an empty domain
 // returns every key.
 func (s *Store) DKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT domain, selector, algorithm, private_key, created_at FROM dkim_keys
-		WHERE ? = '' OR domain = ? ORDER BY domain, created_at DESC, selector DESC`, domain, domain)
+	// Asked at every delivery (is the sender's domain signed?).
+	st, err := s.readStmt(ctx, `SELECT domain, selector, algorithm, private_key, created_at FROM dkim_keys
+		WHERE ? = '' OR domain = ? ORDER BY domain, created_at DESC, selector DESC`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	rows, err := st.QueryContext(ctx, domain, domain)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -31,8 +31,8 @@ func excludeDomains(domains []string) (string, []any) {
 func (s *Store) NextDueExcept(ctx context.Context, exclude []string) (time.Time, bool, error) {
 	notIn, args := excludeDomains(exclude)
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT r.next_attempt FROM recipients r
-		WHERE r.next_attempt IS NOT NULL`+notIn+` ORDER BY r.next_attempt LIMIT 1`, args...).Scan(&next)
+	err := s.queryRow(ctx, `SELECT r.next_attempt FROM recipients r
+		WHERE r.next_attempt IS NOT NULL`+notIn+` ORDER BY r.next_attempt LIMIT 1`, args...).Scan(&next) // one statement per list length
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}

@@ -64,28 +64,51 @@ type NewMessage struct {
 	IsDSN      bool
 }
 
-// Enqueue stores a message and its recipients in one transaction and returns
-// the message's ID once it is on disk. The body is read from body in chunks.
-// A body that cannot be read in full stores nothing.
+// Enqueue stores a message and its recipients and returns the message's
+// ID once it is on disk. The body is read from body in chunks, by the
+// writer (commit.go), so it must be a local reader (a spool), never a
+// network connection. A body that cannot be read in full stores nothing.
+//
+// The message shares its transaction with the other writes committed at
+// the same moment (group commit), never its fate: an error is this
+// message's alone, or the transaction's (a full disk), and then nothing of
+// it is stored.
 func (s *Store) Enqueue(ctx context.Context, m *NewMessage, body io.Reader) (int64, error) {
 	if len(m.Recipients) == 0 {
 		return 0, errors.New("a message needs at least one recipient")
 	}
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.w.do(ctx, func(t *wtx) error {
 		var err error
-		id, err = insertMessage(ctx, tx, m, body)
+		id, err = insertMessage(t, m, body)
 		return err
 	})
 	return id, err
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, m *NewMessage, body io.Reader) (int64, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO messages
-		(sender, client_addr, client_helo, auth_user, received_at, not_before, subject, message_id, eight_bit, smtputf8, is_dsn)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+const (
+	insertMessageSQL = `INSERT INTO messages
+		(sender, client_addr, client_helo, auth_user, received_at, not_before, subject, message_id, eight_bit, smtputf8, is_dsn, size)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertChunkSQL     = "INSERT INTO message_chunks(message_id, seq, data) VALUES (?, ?, ?)"
+	setSizeSQL         = "UPDATE messages SET size = ? WHERE id = ?"
+	insertRecipientSQL = `INSERT INTO recipients
+		(message_id, address, domain, state, next_attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
+)
+
+func insertMessage(t *wtx, m *NewMessage, body io.Reader) (int64, error) {
+	// The first chunk is read before the message row is written: for the
+	// usual message, which fits in one chunk, the row gets its size at
+	// once and needs no second write.
+	buf := t.w.chunkBuf()
+	n, err := io.ReadFull(body, buf)
+	last := err == io.EOF || err == io.ErrUnexpectedEOF
+	if err != nil && !last {
+		return 0, fmt.Errorf("reading the message body: %w", err)
+	}
+	res, err := t.exec(insertMessageSQL,
 		m.Sender, m.ClientAddr, m.ClientHelo, m.AuthUser, ms(m.ReceivedAt), ms(m.NotBefore),
-		m.Subject, m.MessageID, boolInt(m.EightBit), boolInt(m.SMTPUTF8), boolInt(m.IsDSN))
+		m.Subject, m.MessageID, boolInt(m.EightBit), boolInt(m.SMTPUTF8), boolInt(m.IsDSN), n)
 	if err != nil {
 		return 0, err
 	}
@@ -93,38 +116,45 @@ func insertMessage(ctx context.Context, tx *sql.Tx, m *NewMessage, body io.Reade
 	if err != nil {
 		return 0, err
 	}
-	size, err := writeChunks(ctx, tx, id, body)
-	if err != nil {
+	if _, err := t.exec(insertChunkSQL, id, 0, buf[:n]); err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE messages SET size = ? WHERE id = ?", size, id); err != nil {
-		return 0, err
+	if !last {
+		size, err := writeChunks(t, id, body, buf, int64(n))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := t.exec(setSizeSQL, size, id); err != nil {
+			return 0, err
+		}
 	}
 	state, next := Queued, ms(m.ReceivedAt)
 	if m.NotBefore.After(m.ReceivedAt) {
 		state, next = Scheduled, ms(m.NotBefore)
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO recipients
-		(message_id, address, domain, state, next_attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	stmt, err := t.stmt(insertRecipientSQL)
 	if err != nil {
 		return 0, err
 	}
-	defer stmt.Close()
 	for _, rcpt := range m.Recipients {
-		if _, err := stmt.ExecContext(ctx, id, rcpt, Domain(rcpt), state, next, ms(m.ReceivedAt)); err != nil {
+		if _, err := stmt.ExecContext(t.ctx, id, rcpt, Domain(rcpt), state, next, ms(m.ReceivedAt)); err != nil {
 			return 0, err
 		}
 	}
-	return id, bump(ctx, tx, "received", m.ReceivedAt, 1)
+	return id, bump(t, "received", m.ReceivedAt, 1)
 }
 
-func writeChunks(ctx context.Context, tx *sql.Tx, id int64, body io.Reader) (int64, error) {
-	buf := make([]byte, chunkSize)
-	var size int64
-	for seq := 0; ; seq++ {
+// writeChunks stores the body's chunks after the first (seq 0, already
+// stored with size bytes) and returns the whole size.
+func writeChunks(t *wtx, id int64, body io.Reader, buf []byte, size int64) (int64, error) {
+	stmt, err := t.stmt(insertChunkSQL)
+	if err != nil {
+		return 0, err
+	}
+	for seq := 1; ; seq++ {
 		n, err := io.ReadFull(body, buf)
-		if n > 0 || seq == 0 {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO message_chunks(message_id, seq, data) VALUES (?, ?, ?)", id, seq, buf[:n]); err != nil {
+		if n > 0 {
+			if _, err := stmt.ExecContext(t.ctx, id, seq, buf[:n]); err != nil {
 				return 0, err
 			}
 			size += int64(n)
@@ -147,15 +177,22 @@ func Domain(address string) string {
 // OpenBody returns a reader of a message's stored bytes. It holds one chunk
 // in memory at a time.
 func (s *Store) OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error) {
-	var size int64
-	err := s.db.QueryRowContext(ctx, "SELECT size FROM messages WHERE id = ?", messageID).Scan(&size)
+	r := &bodyReader{ctx: ctx, s: s, id: messageID}
+	// The size and the first chunk (for most mail, the whole body) in one
+	// query.
+	var first []byte
+	err := s.queryRow(ctx, `SELECT m.size, c.data FROM messages m
+		LEFT JOIN message_chunks c ON c.message_id = m.id AND c.seq = 0 WHERE m.id = ?`, messageID).Scan(&r.size, &first)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", messageID, ErrNotFound)
 	}
 	if err != nil {
 		return nil, classify(err)
 	}
-	return &bodyReader{ctx: ctx, db: s.db, id: messageID, size: size}, nil
+	if first != nil {
+		r.take(first)
+	}
+	return r, nil
 }
 
 // bodyReader reads a message's chunks one query at a time, so a large
@@ -164,34 +201,39 @@ func (s *Store) OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, e
 // short body that a next hop would take for the whole message.
 type bodyReader struct {
 	ctx  context.Context
-	db   *sql.DB
+	s    *Store
 	id   int64
 	size int64 // as stored
 	read int64
-	seq  int
+	seq  int // of the next chunk to fetch
 	buf  []byte
 	done bool
 }
 
+func (r *bodyReader) take(chunk []byte) {
+	r.buf = chunk
+	r.seq++
+	r.read += int64(len(chunk))
+}
+
 func (r *bodyReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
-		if r.done {
+		if r.done || (r.seq > 0 && r.read == r.size) {
+			// Every stored byte has been read: no query to learn that
+			// there is no next chunk.
+			r.done = true
 			return 0, io.EOF
 		}
-		err := r.db.QueryRowContext(r.ctx, "SELECT data FROM message_chunks WHERE message_id = ? AND seq = ?", r.id, r.seq).Scan(&r.buf)
+		var chunk []byte
+		err := r.s.queryRow(r.ctx, "SELECT data FROM message_chunks WHERE message_id = ? AND seq = ?", r.id, r.seq).Scan(&chunk)
 		if errors.Is(err, sql.ErrNoRows) {
-			if r.read != r.size {
-				return 0, fmt.Errorf("reading message %d: only %d of its %d bytes are in the queue (was it deleted meanwhile?): %w",
-					r.id, r.read, r.size, io.ErrUnexpectedEOF)
-			}
-			r.done = true
-			continue
+			return 0, fmt.Errorf("reading message %d: only %d of its %d bytes are in the queue (was it deleted meanwhile?): %w",
+				r.id, r.read, r.size, io.ErrUnexpectedEOF)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("reading message %d: %w", r.id, err)
 		}
-		r.seq++
-		r.read += int64(len(r.buf))
+		r.take(chunk)
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
@@ -237,9 +279,9 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease ti
 // (lower case), which the scheduler may not send to now (limits.go).
 func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, lease time.Duration, exclude []string) ([]Due, error) {
 	var out []Due
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.w.do(ctx, func(t *wtx) error {
 		notIn, args := excludeDomains(exclude)
-		rows, err := tx.QueryContext(ctx, `SELECT r.id, r.message_id, r.address, r.domain, r.attempts,
+		rows, err := t.QueryContext(t.ctx, `SELECT r.id, r.message_id, r.address, r.domain, r.attempts,
 				m.sender, m.size, m.received_at, m.not_before, m.eight_bit, m.smtputf8, m.is_dsn
 			FROM recipients r JOIN messages m ON m.id = r.message_id
 			WHERE r.next_attempt <= ?`+notIn+`
@@ -261,13 +303,12 @@ func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, le
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, "UPDATE recipients SET state = 'sending', next_attempt = ?, held_reason = '', updated_at = ? WHERE id = ?")
+		stmt, err := t.stmt("UPDATE recipients SET state = 'sending', next_attempt = ?, held_reason = '', updated_at = ? WHERE id = ?")
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
 		for _, d := range out {
-			if _, err := stmt.ExecContext(ctx, ms(now.Add(lease)), ms(now), d.RecipientID); err != nil {
+			if _, err := stmt.ExecContext(t.ctx, ms(now.Add(lease)), ms(now), d.RecipientID); err != nil {
 				return err
 			}
 		}
@@ -283,7 +324,7 @@ func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, le
 // when nothing waits.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT next_attempt FROM recipients
+	err := s.queryRow(ctx, `SELECT next_attempt FROM recipients
 		WHERE next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1`).Scan(&next)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
@@ -299,8 +340,8 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // stopped is tried again.
 func (s *Store) ReleaseClaims(ctx context.Context, now time.Time) (int, error) {
 	var n int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE recipients SET state = 'deferred', next_attempt = ?, updated_at = ?
+	err := s.w.do(ctx, func(t *wtx) error {
+		res, err := t.ExecContext(t.ctx, `UPDATE recipients SET state = 'deferred', next_attempt = ?, updated_at = ?
 			WHERE state = 'sending'`, ms(now), ms(now))
 		if err != nil {
 			return err
@@ -332,34 +373,32 @@ type Result struct {
 // deleted it while it was in flight) keeps what the user decided, unless it
 // was sent: a sent message is recorded as sent whatever else happened.
 func (s *Store) RecordResults(ctx context.Context, results []Result) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		update, err := tx.PrepareContext(ctx, `UPDATE recipients SET state = ?, attempts = attempts + 1,
+	return s.w.do(ctx, func(t *wtx) error {
+		update, err := t.stmt(`UPDATE recipients SET state = ?, attempts = attempts + 1,
 			next_attempt = ?, last_code = ?, last_error = ?, next_hop = ?, updated_at = ?, notify = ?
 			WHERE id = ? AND (state = 'sending' OR ? = 'sent')`)
 		if err != nil {
 			return err
 		}
-		defer update.Close()
-		logAttempt, err := tx.PrepareContext(ctx, `INSERT INTO attempts(recipient_id, at, host, code, text, duration_ms, tls)
+		logAttempt, err := t.stmt(`INSERT INTO attempts(recipient_id, at, host, code, text, duration_ms, tls)
 			SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?)`)
 		if err != nil {
 			return err
 		}
-		defer logAttempt.Close()
 		for _, r := range results {
 			var next any
 			if r.State == Deferred {
 				next = ms(r.NextAttempt)
 			}
-			if _, err := update.ExecContext(ctx, string(r.State), next, r.Code, r.Text, r.Host, ms(r.At),
+			if _, err := update.ExecContext(t.ctx, string(r.State), next, r.Code, r.Text, r.Host, ms(r.At),
 				boolInt(r.Notify), r.RecipientID, string(r.State)); err != nil {
 				return err
 			}
-			if _, err := logAttempt.ExecContext(ctx, r.RecipientID, ms(r.At), r.Host, r.Code, r.Text,
+			if _, err := logAttempt.ExecContext(t.ctx, r.RecipientID, ms(r.At), r.Host, r.Code, r.Text,
 				r.Duration.Milliseconds(), r.TLS, r.RecipientID); err != nil {
 				return err
 			}
-			if err := bump(ctx, tx, string(r.State), r.At, 1); err != nil {
+			if err := bump(t, string(r.State), r.At, 1); err != nil {
 				return err
 			}
 		}
@@ -367,10 +406,22 @@ func (s *Store) RecordResults(ctx context.Context, results []Result) error {
 	})
 }
 
-// SetDKIM records how a message was signed at its last delivery.
+// SetDKIM records how a message was signed at its last delivery. It
+// writes only when that changed: the usual delivery, signed as the last
+// one was (or not signed at all), costs a read and no write.
 func (s *Store) SetDKIM(ctx context.Context, messageID int64, dkim string) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE messages SET dkim = ? WHERE id = ? AND dkim <> ?", dkim, messageID, dkim)
-	return classify(err)
+	var current string
+	err := s.queryRow(ctx, "SELECT dkim FROM messages WHERE id = ?", messageID).Scan(&current)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && current == dkim) {
+		return nil
+	}
+	if err != nil {
+		return classify(err)
+	}
+	return s.w.do(ctx, func(t *wtx) error {
+		_, err := t.exec("UPDATE messages SET dkim = ? WHERE id = ? AND dkim <> ?", dkim, messageID, dkim)
+		return err
+	})
 }
 
 // OwedRecipient is a failed recipient whose sender has not yet been told.
@@ -448,15 +499,15 @@ func (s *Store) OwedBounces(ctx context.Context, limit int) ([]OwedBounce, error
 // never sent a DSN).
 func (s *Store) EnqueueBounce(ctx context.Context, m *NewMessage, body io.Reader, recipientIDs []int64) (int64, error) {
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.w.do(ctx, func(t *wtx) error {
 		if m != nil {
 			var err error
-			if id, err = insertMessage(ctx, tx, m, body); err != nil {
+			if id, err = insertMessage(t, m, body); err != nil {
 				return err
 			}
 		}
 		for _, rid := range recipientIDs {
-			res, err := tx.ExecContext(ctx, "UPDATE recipients SET notify = 0 WHERE id = ? AND notify = 1", rid)
+			res, err := t.exec("UPDATE recipients SET notify = 0 WHERE id = ? AND notify = 1", rid)
 			if err != nil {
 				return err
 			}
@@ -478,8 +529,8 @@ func (s *Store) EnqueueBounce(ctx context.Context, m *NewMessage, body io.Reader
 var ErrNotOwed = errors.New("the notice for this recipient was already sent")
 
 // bump adds n to a per-minute counter.
-func bump(ctx context.Context, tx *sql.Tx, name string, at time.Time, n int) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO counters(name, bucket, n) VALUES (?, ?, ?)
+func bump(t *wtx, name string, at time.Time, n int) error {
+	_, err := t.exec(`INSERT INTO counters(name, bucket, n) VALUES (?, ?, ?)
 		ON CONFLICT(name, bucket) DO UPDATE SET n = n + excluded.n`, name, at.Unix()/60, n)
 	return err
 }
@@ -487,9 +538,9 @@ func bump(ctx context.Context, tx *sql.Tx, name string, at time.Time, n int) err
 // AddCounters adds to per-minute counters (for example refusals by reason,
 // which the engine gathers in memory and writes now and then).
 func (s *Store) AddCounters(ctx context.Context, at time.Time, counts map[string]int) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.w.do(ctx, func(t *wtx) error {
 		for name, n := range counts {
-			if err := bump(ctx, tx, name, at, n); err != nil {
+			if err := bump(t, name, at, n); err != nil {
 				return err
 			}
 		}

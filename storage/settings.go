@@ -10,7 +10,7 @@ import (
 // Settings returns the newest saved settings document and its version;
 // found is false when none was ever saved (first run).
 func (s *Store) Settings(ctx context.Context) (doc string, version int, found bool, err error) {
-	err = s.db.QueryRowContext(ctx, "SELECT document, version FROM settings ORDER BY version DESC LIMIT 1").Scan(&doc, &version)
+	err = s.queryRow(ctx, "SELECT document, version FROM settings ORDER BY version DESC LIMIT 1").Scan(&doc, &version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", 0, false, nil
 	}
@@ -36,7 +36,7 @@ func (s *Store) SaveSettings(ctx context.Context, doc string, now time.Time) (in
 
 // Value returns a named value from the kv table; found is false when unset.
 func (s *Store) Value(ctx context.Context, name string) (value []byte, found bool, err error) {
-	err = s.db.QueryRowContext(ctx, "SELECT value FROM kv WHERE name = ?", name).Scan(&value)
+	err = s.queryRow(ctx, "SELECT value FROM kv WHERE name = ?", name).Scan(&value)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -35,8 +36,14 @@ const FileName = "postroom.db"
 
 // Store is the SQLite-backed store. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB
+	db   *sql.DB // reads; a pool of connections
+	w    *writer // every write, through one connection (commit.go)
 	path string
+
+	readMu sync.Mutex
+	reads  map[string]*sql.Stmt // prepared hot reads (queryRow)
+
+	checkpointDone chan struct{} // closed when the checkpointer has returned
 }
 
 // Open opens (creating when needed) the database at path, checks that it is
@@ -62,13 +69,30 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	s := &Store{db: db, path: path}
-	if err := s.check(ctx); err != nil {
+	// Readers come and go with the load (intake, workers, the window);
+	// keeping a few connections open spares each query opening one, which
+	// means reading the schema again.
+	db.SetMaxIdleConns(8)
+	// The writer's connection leaves checkpoints to the checkpointer
+	// (checkpoint.go) and keeps savepoint journals in memory.
+	wdb, err := sql.Open("sqlite", dsn+"&_pragma=wal_autocheckpoint(0)&_pragma=temp_store(MEMORY)")
+	if err != nil {
 		db.Close()
 		return nil, openError(path, err)
 	}
+	// Commit with fdatasync, as SQLite's own Linux builds do: the same
+	// durability (data and size are synced) without the inode timestamp
+	// update that fsync pushes through the file system's journal.
+	sqlite.Fdatasync(true)
+	s := &Store{db: db, w: newWriter(wdb), path: path, reads: make(map[string]*sql.Stmt),
+		checkpointDone: make(chan struct{})}
+	go s.checkpointer()
+	if err := s.check(ctx); err != nil {
+		s.Close()
+		return nil, openError(path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, openError(path, err)
 	}
 	return s, nil
@@ -90,6 +114,14 @@ func (s *Store) check(ctx context.Context) error {
 	}
 	if sync != 2 { // 2 = FULL
 		return fmt.Errorf("synchronous is %d, want 2 (FULL): accepted mail would not be safe on disk", sync)
+	}
+	// The connection that commits is the writer's: ask it too.
+	err := s.w.do(ctx, func(t *wtx) error { return t.QueryRowContext(t.ctx, "PRAGMA synchronous").Scan(&sync) })
+	if err != nil {
+		return err
+	}
+	if sync != 2 {
+		return fmt.Errorf("synchronous is %d on the writing connection, want 2 (FULL): accepted mail would not be safe on disk", sync)
 	}
 	var ok string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ok); err != nil {
@@ -165,21 +197,52 @@ func (s *Store) migrate(ctx context.Context) error {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the writer (after the transaction it is committing) and
+// closes the database.
+func (s *Store) Close() error {
+	werr := s.w.close()
+	<-s.checkpointDone
+	s.readMu.Lock()
+	for _, st := range s.reads {
+		st.Close()
+	}
+	clear(s.reads)
+	s.readMu.Unlock()
+	return errors.Join(werr, s.db.Close())
+}
 
-// tx runs fn in a write transaction and commits it; the commit returns only
-// once the WAL is on disk.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// readStmt returns query prepared on the read pool (on each connection the
+// first time that connection runs it), for the reads every message makes:
+// parsing their SQL each time cost more than running them.
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if st := s.reads[query]; st != nil {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
 	if err != nil {
-		return classify(err)
+		return nil, err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return classify(err)
+	s.reads[query] = st
+	return st, nil
+}
+
+// queryRow is QueryRowContext with a prepared statement.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return s.db.QueryRowContext(ctx, query, args...) // reports the same error
 	}
-	return classify(tx.Commit())
+	return st.QueryRowContext(ctx, args...)
+}
+
+// tx runs fn in a write transaction and returns once it is committed, the
+// WAL on disk. fn shares its transaction with other writes (commit.go): on
+// an error it returns, only its own work is rolled back. fn must not call
+// tx (or anything that writes) itself: there is one writer.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.w.do(ctx, func(t *wtx) error { return fn(t.Tx) })
 }
 
 // ErrDiskFull is returned (wrapped) when the disk or the database is full.
