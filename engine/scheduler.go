@@ -86,7 +86,7 @@ func (e *Engine) dispatch(ctx context.Context, workers *sync.WaitGroup) time.Dur
 		}
 		return scan
 	}
-	groups, back := e.lim.admit(&s, now, groupByHop(due, s.Delivery.Mode == "smarthost", s.Delivery.Routes))
+	groups, back := e.lim.admit(&s, now, spread(&s, groupByHop(due, s.Delivery.Mode == "smarthost", s.Delivery.Routes), slots))
 	e.giveBack(ctx, back)
 	for _, group := range groups {
 		e.startWorker(ctx, workers, s, group)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // errSpool marks a failure to keep incoming data (usually a full disk).
@@ -21,7 +22,21 @@ type spool struct {
 	file  *os.File
 }
 
-func newSpool(dir string, limit int) *spool { return &spool{dir: dir, limit: limit} }
+func newSpool(dir string, limit int) *spool {
+	sp := &spool{dir: dir, limit: limit}
+	if b, ok := spoolBuffers.Get().(*bytes.Buffer); ok {
+		sp.mem = *b
+	}
+	return sp
+}
+
+// spoolBuffers keeps the memory of finished spools for the next message:
+// growing a buffer to a message's size, message after message, was a
+// fifth of what intake allocated at 100 KiB. Only buffers up to
+// spoolKeep are kept, so an idle relay holds little.
+var spoolBuffers sync.Pool
+
+const spoolKeep = 256 << 10
 
 func (s *spool) Write(p []byte) (int, error) {
 	if s.file == nil && s.mem.Len()+len(p) > s.limit {
@@ -56,9 +71,16 @@ func (s *spool) Reader() (io.Reader, error) {
 	return s.file, nil
 }
 
-// Close removes the temporary file, if any.
+// Close removes the temporary file, if any. Nothing read from the spool
+// may be used after it.
 func (s *spool) Close() error {
 	if s.file == nil {
+		if c := s.mem.Cap(); c > 0 && c <= spoolKeep {
+			b := s.mem
+			b.Reset()
+			spoolBuffers.Put(&b)
+		}
+		s.mem = bytes.Buffer{}
 		return nil
 	}
 	name := s.file.Name()

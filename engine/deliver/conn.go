@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"time"
@@ -45,21 +44,6 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(p)
-}
-
-// bodyReader remembers read errors, to tell a broken message source from a
-// broken connection.
-type bodyReader struct {
-	r   io.Reader
-	err error
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		b.err = err
-	}
-	return n, err
 }
 
 // loginClient is the client side of the obsolete but common LOGIN

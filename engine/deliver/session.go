@@ -72,6 +72,7 @@ type Session struct {
 	route  Route
 	where  string // "host [addr]", for errors
 	conn   *trackConn
+	wire   net.Conn // what client writes to: conn, or TLS over it
 	client *smtp.Client
 	info   ConnInfo
 
@@ -336,6 +337,7 @@ func openSession(ctx context.Context, c *Config, route Route, hop Hop, addr stri
 
 // newClient wraps conn in a go-smtp Client with our timeouts.
 func (s *Session) newClient(conn net.Conn) *smtp.Client {
+	s.wire = conn // message content goes straight onto it (data.go)
 	cl := smtp.NewClient(conn)
 	cl.CommandTimeout = s.cfg.CommandTimeout
 	cl.SubmissionTimeout = s.cfg.DataTimeout
@@ -588,12 +590,12 @@ func (s *Session) send(env Envelope) ([]RcptResult, *Error) {
 		s.note421(r)
 		return results, nil
 	}
-	body := &bodyReader{r: env.Body}
-	if _, err := io.Copy(w, body); err != nil {
-		if body.err != nil {
+	if err := writeContent(s.wire, w, env.Body); err != nil {
+		var be *bodyError
+		if errors.As(err, &be) {
 			// There is no way to abandon DATA but to drop the
 			// connection; the server discards the partial message.
-			return refused(), connErr("reading the message to send", body.err, false)
+			return refused(), connErr("reading the message to send", be.err, false)
 		}
 		return refused(), connErr("sending the message", err, false)
 	}
