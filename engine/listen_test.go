@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"postroom/engine/config"
 	"postroom/storage"
 )
 
@@ -73,24 +74,8 @@ func TestSavedSettingsReachTheRunningIntake(t *testing.T) {
 func TestPortChangeWithoutRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := storage.Open(ctx, filepath.Join(dir, storage.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e := New(Options{Store: st, SpoolDir: dir})
-	s := testSettings(nil)
-	s.Listen.Port = freeLocalPort(t)
-	if err := e.SaveSettings(ctx, s); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(ctx)
+	e, st, s := startOnOwnPort(t)
 	oldAddr := e.ListenAddr()
-
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +108,30 @@ func TestPortChangeWithoutRestart(t *testing.T) {
 	}
 }
 
+// startOnOwnPort starts an engine that opens its listening socket itself
+// (no Options.Listener), on a free port of 127.0.0.1.
+func startOnOwnPort(t *testing.T) (*Engine, *storage.Store, config.Settings) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := New(Options{Store: st, SpoolDir: dir})
+	s := testSettings(nil)
+	s.Listen.Port = freeLocalPort(t)
+	if err := e.SaveSettings(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(ctx) })
+	return e, st, s
+}
+
 func freeLocalPort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,24 +147,8 @@ func freeLocalPort(t *testing.T) int {
 func TestReloadWithABusyPortKeepsServing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := storage.Open(ctx, filepath.Join(dir, storage.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e := New(Options{Store: st, SpoolDir: dir})
-	s := testSettings(nil)
-	s.Listen.Port = freeLocalPort(t)
-	if err := e.SaveSettings(ctx, s); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(ctx)
+	e, st, s := startOnOwnPort(t)
 	oldAddr := e.ListenAddr()
-
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -7,44 +7,9 @@ import (
 	"time"
 )
 
-// TestHotQueriesUseIndexes guards the million-recipient promise without a
-// timing: the scheduler's questions must be answered from recipients_due,
-// never by scanning the queue.
-func TestHotQueriesUseIndexes(t *testing.T) {
-	t.Parallel()
-	s := openTest(t)
-	for _, q := range []string{
-		`SELECT next_attempt FROM recipients WHERE next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1`,
-		`SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.next_attempt <= 5 ORDER BY r.next_attempt LIMIT 100`,
-	} {
-		rows, err := s.db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := strings.Join(plan, "; ")
-		if !strings.Contains(joined, "recipients_due") || strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "SCAN") {
-			t.Errorf("query %q is planned as %q; want a search of recipients_due", q, joined)
-		}
-	}
-}
-
-// A listing of several states reads each state's newest rows from the
-// (state, id) index instead of sorting every match: only the few rows of
-// the page are sorted.
-func TestListOfSeveralStatesUsesTheStateIndex(t *testing.T) {
-	t.Parallel()
-	s := openTest(t)
-	q, args := listQuery(Filter{States: []State{Queued, Deferred, Held}, BeforeID: 1000, Limit: 50})
+// queryPlan is SQLite's plan for q, its steps joined by "; ".
+func queryPlan(t *testing.T, s *Store, q string, args ...any) string {
+	t.Helper()
 	rows, err := s.db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +24,37 @@ func TestListOfSeveralStatesUsesTheStateIndex(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	joined := strings.Join(plan, "; ")
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "; ")
+}
+
+// TestHotQueriesUseIndexes guards the million-recipient promise without a
+// timing: the scheduler's questions must be answered from recipients_due,
+// never by scanning the queue.
+func TestHotQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	for _, q := range []string{
+		`SELECT next_attempt FROM recipients WHERE next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1`,
+		`SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.next_attempt <= 5 ORDER BY r.next_attempt LIMIT 100`,
+	} {
+		joined := queryPlan(t, s, q)
+		if !strings.Contains(joined, "recipients_due") || strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "SCAN") {
+			t.Errorf("query %q is planned as %q; want a search of recipients_due", q, joined)
+		}
+	}
+}
+
+// A listing of several states reads each state's newest rows from the
+// (state, id) index instead of sorting every match: only the few rows of
+// the page are sorted.
+func TestListOfSeveralStatesUsesTheStateIndex(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	q, args := listQuery(Filter{States: []State{Queued, Deferred, Held}, BeforeID: 1000, Limit: 50})
+	joined := queryPlan(t, s, q, args...)
 	if n := strings.Count(joined, "recipients_state"); n != 3 {
 		t.Errorf("plan %q uses recipients_state %d times, want once per state", joined, n)
 	}

@@ -116,21 +116,7 @@ func TestLimitQueriesUseIndexes(t *testing.T) {
 		`SELECT count(*) FROM messages WHERE auth_user = 'u' AND received_at >= 5`:                                                                                        "messages_auth_user",
 		`SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.next_attempt <= 5 AND r.domain NOT IN ('a', 'b') ORDER BY r.next_attempt LIMIT 100`: "recipients_due",
 	} {
-		rows, err := s.db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := strings.Join(plan, "; ")
+		joined := queryPlan(t, s, q)
 		if !strings.Contains(joined, index) || strings.Contains(joined, "SCAN") {
 			t.Errorf("query %q is planned as %q; want a search of %s", q, joined, index)
 		}
