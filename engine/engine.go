@@ -150,6 +150,7 @@ type Engine struct {
 	conns    *connState           // connection counts and AUTH failures, shared by every intake
 	applyMu  sync.Mutex           // one SaveSettings at a time
 	unlock   func()               // releases the run lock (Start, Shutdown)
+	pauseMu  sync.RWMutex         // SetPaused against a dispatch in progress
 	cancel   context.CancelFunc
 	done     chan struct{}
 
@@ -358,7 +359,10 @@ func (e *Engine) SetPaused(ctx context.Context, paused bool) error {
 	if paused {
 		v = []byte("1")
 	}
-	if err := e.store.SetValue(ctx, pausedKey, v); err != nil {
+	e.pauseMu.Lock()
+	err := e.store.SetValue(ctx, pausedKey, v)
+	e.pauseMu.Unlock()
+	if err != nil {
 		return err
 	}
 	e.log.Info("sending paused by the user", "paused", paused)

@@ -58,6 +58,10 @@ func (e *Engine) dispatch(ctx context.Context, workers *sync.WaitGroup) time.Dur
 	e.reloadSettings(ctx)
 	s := e.Settings()
 	scan := s.Delivery.QueueScanInterval.Std()
+	// Held from reading the paused flag to starting the workers, so that
+	// once SetPaused returns nothing more is claimed.
+	e.pauseMu.RLock()
+	defer e.pauseMu.RUnlock()
 	paused, err := e.Paused(ctx)
 	if err != nil {
 		e.log.Error("reading the paused flag", "err", err)
