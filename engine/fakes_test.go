@@ -303,13 +303,20 @@ func (r *relay) mustSend(from string, to []string, body string) {
 	}
 }
 
-// waitState waits until every recipient of the queue is in a final state
-// or in one of the given states.
+// waitFor waits until the stored queue satisfies cond.
 func (r *relay) waitFor(what string, cond func(rows []storage.Row) bool) []storage.Row {
+	r.t.Helper()
+	return r.waitRows(what, r.store.List, cond)
+}
+
+// waitRows lists the queue with list until cond holds, looking again at
+// every engine event (and every 50 ms), and fails after 10 s showing the
+// queue.
+func (r *relay) waitRows(what string, list func(context.Context, storage.Filter) ([]storage.Row, error), cond func(rows []storage.Row) bool) []storage.Row {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		rows, err := r.store.List(context.Background(), storage.Filter{Limit: 1000})
+		rows, err := list(context.Background(), storage.Filter{Limit: 1000})
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -319,7 +326,8 @@ func (r *relay) waitFor(what string, cond func(rows []storage.Row) bool) []stora
 		if time.Now().After(deadline) {
 			var b bytes.Buffer
 			for _, row := range rows {
-				fmt.Fprintf(&b, "\n  %d %s %s %s %d %s", row.MessageID, row.Sender, row.Address, row.State, row.LastCode, row.LastError)
+				fmt.Fprintf(&b, "\n  %d %s %s %s next %v %d %s %q", row.MessageID, row.Sender, row.Address, row.State,
+					row.NextAttempt, row.LastCode, row.LastError, row.HeldReason)
 			}
 			r.t.Fatalf("timed out waiting for %s; queue:%s", what, b.String())
 		}

@@ -21,32 +21,10 @@ import (
 )
 
 // listed waits until the engine's queue listing (what `queue list` and the
-// window show) satisfies cond.
+// window show, with why mail waits) satisfies cond.
 func (r *relay) listed(what string, cond func(rows []storage.Row) bool) []storage.Row {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		rows, err := r.e.List(context.Background(), storage.Filter{Limit: 1000})
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if cond(rows) {
-			return rows
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, row := range rows {
-				fmt.Fprintf(&b, "\n  %d %s %s next %v %q", row.MessageID, row.Address, row.State, row.NextAttempt, row.HeldReason)
-			}
-			r.t.Fatalf("timed out waiting for %s; queue:%s", what, b.String())
-		}
-		ev, cancel := r.e.Subscribe(1)
-		select {
-		case <-ev:
-		case <-time.After(20 * time.Millisecond):
-		}
-		cancel()
-	}
+	return r.waitRows(what, r.e.List, cond)
 }
 
 // arrivals takes exactly n messages from the next hop and then checks that
