@@ -28,6 +28,9 @@ type field struct {
 	// a button beside it).
 	layout  fyne.CanvasObject
 	errLine *widget.Label
+	// rowLabel and rowBody are the field's row in its form, set by form;
+	// hiding both hides the row.
+	rowLabel, rowBody fyne.CanvasObject
 	load    func(config.Settings)
 	// store writes the control's value into s; an error (a number that is
 	// not one) is shown at the field.
@@ -65,7 +68,8 @@ func (f *field) setError(msg string) {
 func form(fields []*field, hints map[string]string) fyne.CanvasObject {
 	grid := container.New(layout.NewFormLayout())
 	for _, f := range fields {
-		grid.Add(widget.NewLabelWithStyle(f.label, fyne.TextAlignTrailing, fyne.TextStyle{}))
+		f.rowLabel = widget.NewLabelWithStyle(f.label, fyne.TextAlignTrailing, fyne.TextStyle{})
+		grid.Add(f.rowLabel)
 		shown := f.control
 		if f.layout != nil {
 			shown = f.layout
@@ -78,6 +82,7 @@ func form(fields []*field, hints map[string]string) fyne.CanvasObject {
 			col.Add(hint)
 		}
 		col.Add(f.errLine)
+		f.rowBody = col
 		grid.Add(col)
 	}
 	return grid

@@ -27,8 +27,8 @@ type settingsView struct {
 	lists   map[string]*listEditor // the access lists' editors by key
 	rows    map[string]*rowEditor  // the routes' and destination limits' editors by key
 	users   *usersView
-	// providerOnly are the smarthost's controls, usable in smarthost mode.
-	providerOnly []fyne.Disableable
+	// providerRows are the smarthost's rows, shown in smarthost mode only.
+	providerRows []*field
 	base         config.Settings // what the window does not edit comes from here
 	status       *widget.Label
 	apply        *widget.Button
@@ -162,14 +162,10 @@ func newSettingsView(u *UI) *settingsView {
 		"delivery.routes":         "Mail for these domains goes straight to the server given, e.g. a mail server in your office.",
 	}
 	testButton := widget.NewButton("Test connection to the provider", v.testConnection)
-	v.providerOnly = []fyne.Disableable{testButton}
-	for _, f := range delivery[1:5] {
-		v.providerOnly = append(v.providerOnly, f.control.(fyne.Disableable))
-	}
-
 	// The test button sits in the form under the provider's fields, in a
 	// row of its own that holds no setting.
 	testRow := newField("", "", container.NewBorder(nil, nil, testButton, nil, v.testRes))
+	v.providerRows = append(append([]*field(nil), delivery[1:5]...), testRow)
 	deliveryPage := append(append(append([]*field(nil), delivery[:5]...), testRow), delivery[5:]...)
 
 	v.dkim = newDKIMPanel(u)
@@ -214,13 +210,20 @@ func newSettingsView(u *UI) *settingsView {
 	return v
 }
 
-// modeChanged greys out the provider's fields when mail goes directly.
+// modeChanged shows the provider's fields only when mail goes through the
+// provider: greyed-out empty boxes in direct mode read as something still
+// to fill in.
 func (v *settingsView) modeChanged(mode string) {
-	for _, c := range v.providerOnly {
+	for _, f := range v.providerRows {
+		if f.rowLabel == nil { // before the form is built
+			continue
+		}
 		if mode == "smarthost" {
-			c.Enable()
+			f.rowLabel.Show()
+			f.rowBody.Show()
 		} else {
-			c.Disable()
+			f.rowLabel.Hide()
+			f.rowBody.Hide()
 		}
 	}
 }

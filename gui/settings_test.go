@@ -243,3 +243,39 @@ func TestRoutesAndDomainLimitsAreEditedAsRows(t *testing.T) {
 		}
 	})
 }
+
+// In direct mode the provider's server, login and test button are not on
+// the page at all; choosing the provider brings them, and going back to
+// direct mode takes them away again.
+func TestProviderFieldsShowOnlyForTheProviderPath(t *testing.T) {
+	eng := newFakeEngine(nil)
+	h := startUI(t, newApp(t), eng, nil)
+	v := h.u.settings
+	mode := settingsField(t, v, "delivery.mode").control.(*widget.Select)
+	shown := func(key string) bool {
+		f := settingsField(t, v, key)
+		return f.rowLabel.Visible() && f.rowBody.Visible()
+	}
+	providerKeys := []string{"delivery.smarthost", "delivery.smarthost_username", "delivery.smarthost_password", "delivery.smarthost_tls"}
+	h.do(func() {
+		mode.SetSelected(modeChoices[0].label)
+		for _, k := range providerKeys {
+			if shown(k) {
+				t.Errorf("direct mode shows %s", k)
+			}
+		}
+		if !shown("delivery.tls") {
+			t.Error("direct mode hides the encryption to mail servers")
+		}
+		mode.SetSelected(modeChoices[1].label)
+		for _, k := range providerKeys {
+			if !shown(k) {
+				t.Errorf("provider mode hides %s", k)
+			}
+		}
+		mode.SetSelected(modeChoices[0].label)
+		if shown("delivery.smarthost") {
+			t.Error("back in direct mode the provider's server still shows")
+		}
+	})
+}
