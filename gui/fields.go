@@ -31,7 +31,7 @@ type field struct {
 	// rowLabel and rowBody are the field's row in its form, set by form;
 	// hiding both hides the row.
 	rowLabel, rowBody fyne.CanvasObject
-	load    func(config.Settings)
+	load              func(config.Settings)
 	// store writes the control's value into s; an error (a number that is
 	// not one) is shown at the field.
 	store func(s *config.Settings) error
