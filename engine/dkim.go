@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"sync"
+	"time"
 
 	"postroom/engine/dkim"
 	"postroom/engine/msgdata"
@@ -33,6 +36,7 @@ func (e *Engine) GenerateDKIM(ctx context.Context, domain, selector string, algo
 	if err != nil {
 		return k, err
 	}
+	e.keys.clear() // the new key signs from the next message on
 	e.log.Info("DKIM key created", "domain", k.Domain, "selector", k.Selector, "algorithm", k.Algorithm)
 	return k, nil
 }
@@ -52,6 +56,78 @@ func (e *Engine) DKIMKey(ctx context.Context, domain string) (dkim.Key, error) {
 	}
 	k := keys[0]
 	return dkim.Key{Domain: k.Domain, Selector: k.Selector, Algorithm: dkim.Algorithm(k.Algorithm), PrivateKeyPEM: k.PrivateKeyPEM, Created: k.Created}, nil
+}
+
+// signingKey is DKIMKey for delivery: from keyCache, with the private key
+// parsed.
+func (e *Engine) signingKey(ctx context.Context, domain string) (dkim.Key, error) {
+	e.mu.Lock()
+	version := e.version
+	e.mu.Unlock()
+	if k, err, ok := e.keys.get(domain, version); ok {
+		return k, err
+	}
+	k, err := e.DKIMKey(ctx, domain)
+	if err == nil {
+		k, err = k.Parsed()
+	}
+	if err == nil || errors.Is(err, ErrNoDKIMKey) {
+		// A passing failure (a busy database) is not remembered.
+		e.keys.put(domain, version, k, err)
+	}
+	return k, err
+}
+
+// keyTTL is how long a looked-up DKIM key (or the absence of one) is used
+// without asking the store again. Keys change in this process through
+// GenerateDKIM, which empties the cache, and a settings change empties it
+// too; keyTTL bounds how long a key made by another process (`postroom
+// dkim generate` while the relay runs) waits to be used.
+const keyTTL = 5 * time.Second
+
+// keyCache remembers each From domain's signing key: looking it up and
+// parsing it for every message was a tenth of a signed delivery's CPU.
+type keyCache struct {
+	mu  sync.Mutex
+	m   map[string]cachedKey
+	now func() time.Time // the wall clock, but for tests
+}
+
+type cachedKey struct {
+	key     dkim.Key
+	err     error // nil or ErrNoDKIMKey
+	loaded  time.Time
+	version int // of the settings in effect when it was loaded
+}
+
+// maxCachedKeys bounds the cache against mail from very many domains.
+const maxCachedKeys = 1024
+
+func newKeyCache() *keyCache { return &keyCache{m: make(map[string]cachedKey), now: time.Now} }
+
+func (c *keyCache) get(domain string, version int) (dkim.Key, error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.m[domain]
+	if !ok || k.version != version || c.now().Sub(k.loaded) > keyTTL {
+		return dkim.Key{}, nil, false
+	}
+	return k.key, k.err, true
+}
+
+func (c *keyCache) put(domain string, version int, key dkim.Key, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedKeys {
+		clear(c.m)
+	}
+	c.m[domain] = cachedKey{key: key, err: err, loaded: c.now(), version: version}
+}
+
+func (c *keyCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
 }
 
 // sourceIPs is what SPF must cover: the configured source address, when
@@ -99,13 +175,11 @@ func (e *Engine) CheckDNS(ctx context.Context, domain string) ([]dkim.Check, err
 // signed wraps a message body in a DKIM signature when its From domain has
 // a key. It returns the body to send, what to record about signing, and a
 // function to call when done with the body.
-func (e *Engine) signed(ctx context.Context, messageID int64, body io.ReadCloser) (io.Reader, string, func()) {
-	header, err := msgdata.SplitHeader(body, maxOriginalHeader)
-	body.Close()
+func (e *Engine) signed(ctx context.Context, body *outBody) (io.Reader, string, func()) {
+	header, err := readHeader(body)
 	// Lines over 998 octets are folded before signing (msgdata.FoldLongLines).
-	open := func() (io.ReadCloser, error) { return e.openOutbound(ctx, messageID) }
 	plain := func(why string) (io.Reader, string, func()) {
-		r, err := open()
+		r, err := body.outbound()
 		if err != nil {
 			return errReader{err}, why, func() {}
 		}
@@ -121,7 +195,7 @@ func (e *Engine) signed(ctx context.Context, messageID int64, body io.ReadCloser
 	if _, err := dkim.NormaliseDomain(domain); err != nil {
 		return plain("unsigned: no usable From domain")
 	}
-	key, err := e.DKIMKey(ctx, domain)
+	key, err := e.signingKey(ctx, domain)
 	switch {
 	case errors.Is(err, ErrNoDKIMKey):
 		return plain("unsigned: no DKIM key for " + domain)
@@ -133,9 +207,22 @@ func (e *Engine) signed(ctx context.Context, messageID int64, body io.ReadCloser
 	pr, pw := io.Pipe()
 	now := e.now()
 	go func() {
-		pw.CloseWithError(dkim.Sign(pw, open, key, now))
+		pw.CloseWithError(dkim.Sign(pw, body.outbound, key, now))
 	}()
 	return pr, fmt.Sprintf("signed d=%s s=%s (%s)", key.Domain, key.Selector, key.Algorithm), func() { pr.Close() }
+}
+
+// readHeader returns the header section of a body.
+func readHeader(body *outBody) ([]byte, error) {
+	if body.data != nil {
+		return msgdata.SplitHeader(bytes.NewReader(body.data), maxOriginalHeader)
+	}
+	r, err := body.raw()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return msgdata.SplitHeader(r, maxOriginalHeader)
 }
 
 type errReader struct{ err error }

@@ -37,6 +37,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"postroom/engine/config"
@@ -164,6 +165,13 @@ type Engine struct {
 
 	certs *certStore    // inbound TLS certificates (tls.go)
 	sts   *mtasts.Cache // MTA-STS policies of recipient domains (sts.go)
+
+	bodies *bodyCache    // fresh message bodies for their first delivery (body.go)
+	keys   *keyCache     // DKIM signing keys by domain (dkim.go)
+	hops   *deliver.Pool // outbound sessions kept for reuse (scheduler.go)
+	// owedBounces says a DSN may be owed: a result asked for one, or a
+	// sweep left one unsent (scheduler.go).
+	owedBounces atomic.Bool
 }
 
 // New returns an engine on the given store. It reads nothing yet.
@@ -187,6 +195,9 @@ func New(opts Options) *Engine {
 		stats:  newRefusals(),
 		conns:  newConnState(),
 		lim:    newLimiter(),
+		bodies: newBodyCache(bodyCacheBytes),
+		keys:   newKeyCache(),
+		hops:   deliver.NewPool(maxIdleSessions, sessionIdleFor),
 	}
 	e.certs = newCertStore(e)
 	e.sts = newSTSCache(opts)

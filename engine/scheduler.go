@@ -24,14 +24,22 @@ const (
 	// (or this one, after losing track) may take it again. It is far above
 	// any single delivery's timeouts.
 	claimLease = time.Hour
+	// maxIdleSessions and sessionIdleFor bound the outbound sessions kept
+	// open between groups (deliver.Pool): a few seconds, as Postfix's
+	// connection cache (smtp_connection_cache_time_limit) does.
+	maxIdleSessions = 16
+	sessionIdleFor  = 5 * time.Second
 )
 
 // schedule is the scheduler's loop. It runs until ctx ends, then waits for
 // the workers it started.
 func (e *Engine) schedule(ctx context.Context) {
 	var workers sync.WaitGroup
+	// Deferred first, so it runs after the workers are done.
+	defer e.hops.CloseIdle()
 	defer workers.Wait()
 	e.sweepBounces(ctx)
+	swept := time.Now()
 	e.seedLimits(ctx)
 	for {
 		wait := e.dispatch(ctx, &workers)
@@ -43,6 +51,12 @@ func (e *Engine) schedule(ctx context.Context) {
 				return
 			case <-e.wake:
 			case <-timer.C:
+				// A bounce asked for by another program (`postroom
+				// queue bounce`) is sent within a scan interval.
+				if scan := e.Settings().Delivery.QueueScanInterval.Std(); time.Since(swept) >= scan {
+					e.sweepBounces(ctx)
+					swept = time.Now()
+				}
 			}
 			timer.Stop()
 		}
@@ -159,7 +173,11 @@ func (e *Engine) startWorker(ctx context.Context, workers *sync.WaitGroup, s con
 			e.Wake()
 		}()
 		e.deliverGroup(ctx, s, g)
-		e.sweepBounces(ctx)
+		// Looking for owed DSNs after every delivery was a query per
+		// worker for nothing: mail that is sent owes none.
+		if e.owedBounces.Load() {
+			e.sweepBounces(ctx)
+		}
 	}()
 }
 
@@ -219,10 +237,12 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 		e.finish(ctx, s, g.due, failure{err: err, started: started, tls: sts.note()})
 		return
 	}
+	// The session is kept for the next group to this next hop (deliver.Pool).
+	poolKey := deliver.PoolKey(cfg, route)
 	var sess *deliver.Session
 	defer func() {
 		if sess != nil {
-			sess.Close()
+			e.hops.Put(poolKey, sess)
 		}
 	}()
 	msgs := byMessage(g.due)
@@ -236,22 +256,34 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 			// lease runs out and another worker takes them too.
 			e.giveBack(ctx, []handBack{{ids: recipientIDs(msgs[i:]), at: started,
 				reason: "waiting for a new connection (the last one was slow)"}})
+			if sess != nil {
+				sess.Close() // not kept: the mail handed back gets a new one
+			}
 			return
 		}
 		if sess == nil {
-			sess, err = deliver.Dial(ctx, cfg, route)
-			if err != nil {
-				// A connection or login failure is never the recipient's
-				// fault: defer, as Postfix's soft bounce does, so that one
-				// wrong smarthost password does not bounce the whole queue.
-				// It fails the rest of the group too: dialling again for
-				// each message would only repeat it, slowly.
-				e.finish(ctx, s, slices.Concat(msgs[i:]...), failure{err: sts.explain(err), started: started, tls: sts.note()})
+			if sess = e.hops.Get(ctx, poolKey); sess != nil {
+				sts.observe(e, sess.Info())
+			}
+		}
+		if sess == nil {
+			if sess, err = e.dial(ctx, s, cfg, route, &sts, msgs[i:], started); err != nil {
 				return
 			}
-			sts.observe(e, sess.Info())
 		}
-		results, err := e.sendOne(ctx, sess, msg)
+		reused := sess.Reused()
+		results, signing, err := e.sendOne(ctx, sess, msg)
+		if err != nil && reused && !deliver.DuplicatePossible(err) && ctx.Err() == nil {
+			// The next hop dropped the idle connection we kept, at the
+			// wrong moment: nothing of this message counted, so it goes
+			// again, once, on a fresh connection.
+			e.log.Info("a kept connection failed; sending on a new one", "host", sess.Info().Host, "err", err)
+			sess.Close()
+			if sess, err = e.dial(ctx, s, cfg, route, &sts, msgs[i:], started); err != nil {
+				return
+			}
+			results, signing, err = e.sendOne(ctx, sess, msg)
+		}
 		info := sess.Info()
 		if err != nil {
 			sess.Close()
@@ -275,8 +307,25 @@ func (e *Engine) deliverGroup(ctx context.Context, s config.Settings, g group) {
 			sess.Close()
 			sess = nil
 		}
-		e.record(ctx, s, msg, results, started, sts.fact(tlsFact(info)))
+		e.record(ctx, s, msg, results, started, sts.fact(tlsFact(info)), signing)
 	}
+}
+
+// dial opens a session for a group's remaining messages. When it cannot,
+// it records the failure for all of them and returns the error.
+func (e *Engine) dial(ctx context.Context, s config.Settings, cfg *deliver.Config, route deliver.Route, sts *stsRoute, rest [][]storage.Due, started time.Time) (*deliver.Session, error) {
+	sess, err := deliver.Dial(ctx, cfg, route)
+	if err != nil {
+		// A connection or login failure is never the recipient's fault:
+		// defer, as Postfix's soft bounce does, so that one wrong
+		// smarthost password does not bounce the whole queue. It fails
+		// the rest of the group too: dialling again for each message
+		// would only repeat it, slowly.
+		e.finish(ctx, s, slices.Concat(rest...), failure{err: sts.explain(err), started: started, tls: sts.note()})
+		return nil, err
+	}
+	sts.observe(e, sess.Info())
+	return sess, nil
 }
 
 func recipientIDs(msgs [][]storage.Due) []int64 {
@@ -302,29 +351,29 @@ func byMessage(due []storage.Due) [][]storage.Due {
 	return out
 }
 
-func (e *Engine) sendOne(ctx context.Context, sess *deliver.Session, msg []storage.Due) ([]deliver.RcptResult, error) {
+// sendOne sends one message on sess. signing says how it was signed, for
+// the queue (recorded with the results).
+func (e *Engine) sendOne(ctx context.Context, sess *deliver.Session, msg []storage.Due) (_ []deliver.RcptResult, signing string, _ error) {
 	first := msg[0]
-	raw, err := e.store.OpenBody(ctx, first.MessageID)
+	body, err := e.loadBody(ctx, first)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// Signing happens here, at delivery, after every change to the header.
-	body, signing, done := e.signed(ctx, first.MessageID, raw)
+	out, signing, done := e.signed(ctx, body)
 	defer done()
-	if err := e.store.SetDKIM(ctx, first.MessageID, signing); err != nil {
-		e.log.Warn("recording DKIM state", "id", first.MessageID, "err", err)
-	}
 	env := deliver.Envelope{
 		From:     first.Sender,
 		Size:     first.Size,
 		EightBit: first.EightBit,
 		SMTPUTF8: first.SMTPUTF8,
-		Body:     body,
+		Body:     out,
 	}
 	for _, d := range msg {
 		env.To = append(env.To, d.Address)
 	}
-	return sess.Send(ctx, env)
+	results, err := sess.Send(ctx, env)
+	return results, signing, err
 }
 
 func tlsFact(info deliver.ConnInfo) string {
@@ -360,12 +409,13 @@ func (e *Engine) finish(ctx context.Context, s config.Settings, due []storage.Du
 	}
 	e.log.Warn("delivery failed", "domain", due[0].Domain, "recipients", len(due), "permanent", f.permanent, "err", f.err)
 	e.lim.failed(&s, e.now(), hopKey(&s, due[0].Domain), f.err)
-	e.record(ctx, s, due, results, f.started, f.tls)
+	e.record(ctx, s, due, results, f.started, f.tls, "")
 }
 
 // record turns per-recipient replies into queue states: 2xx sent, 5xx
 // bounced, anything else deferred (or expired past the queue lifetime).
-func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Due, replies []deliver.RcptResult, started time.Time, tls string) {
+// signing, when not empty, is how the message was signed.
+func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Due, replies []deliver.RcptResult, started time.Time, tls, signing string) {
 	now := e.now()
 	e.lim.finished(&s, now, hopKey(&s, due[0].Domain), due, replies)
 	byRcpt := make(map[string]deliver.RcptResult, len(replies))
@@ -384,7 +434,7 @@ func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Du
 			text = r.Enhanced + " " + text
 		}
 		res := storage.Result{RecipientID: d.RecipientID, At: now, Host: r.Host, Code: r.Code, Text: text,
-			Duration: now.Sub(started), TLS: tls}
+			Duration: now.Sub(started), TLS: tls, DKIM: signing}
 		expires := d.Start().Add(lifetime)
 		switch {
 		case r.Code >= 200 && r.Code < 300:
@@ -409,6 +459,12 @@ func (e *Engine) record(ctx context.Context, s config.Settings, due []storage.Du
 		return e.store.RecordResults(ctx, results)
 	}); err != nil {
 		return
+	}
+	for _, res := range results {
+		if res.Notify {
+			e.owedBounces.Store(true)
+			break
+		}
 	}
 	for i, res := range results {
 		e.log.Info("delivery", "id", due[i].MessageID, "rcpt", due[i].Address, "state", res.State,
@@ -461,13 +517,20 @@ func retryDelay(attempt int, s config.Settings) time.Duration {
 func (e *Engine) sweepBounces(ctx context.Context) {
 	e.bounceMu.Lock()
 	defer e.bounceMu.Unlock()
+	e.owedBounces.Store(false)
 	// A DSN that cannot be built or stored now is tried again at the
 	// next sweep; it must not hold up the others.
 	failed := make(map[int64]bool)
+	defer func() {
+		if len(failed) > 0 || ctx.Err() != nil {
+			e.owedBounces.Store(true)
+		}
+	}()
 	for ctx.Err() == nil {
 		owed, err := e.store.OwedBounces(ctx, 50)
 		if err != nil {
 			e.log.Error("looking for owed bounces", "err", err)
+			e.owedBounces.Store(true)
 			return
 		}
 		progress := false

@@ -71,6 +71,15 @@ func (s *spool) Reader() (io.Reader, error) {
 	return s.file, nil
 }
 
+// inMemory returns the spooled bytes when they are all in memory. They
+// belong to the spool: valid until Close.
+func (s *spool) inMemory() ([]byte, bool) {
+	if s.file != nil {
+		return nil, false
+	}
+	return s.mem.Bytes(), true
+}
+
 // Close removes the temporary file, if any. Nothing read from the spool
 // may be used after it.
 func (s *spool) Close() error {

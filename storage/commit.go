@@ -52,6 +52,35 @@ type wtx struct {
 	*sql.Tx
 	ctx context.Context // the writer's: statements must not be interrupted by a caller
 	w   *writer
+
+	// Counter additions (bump): the running job's, and those of the jobs
+	// that succeeded, written by flushCounts before the commit. A job that
+	// fails takes its additions with it, as the savepoint does its rows.
+	jobCounts, counts map[counterKey]int
+}
+
+// jobDone keeps the running job's counter additions, or drops them.
+func (t *wtx) jobDone(ok bool) {
+	if ok && len(t.jobCounts) > 0 {
+		if t.counts == nil {
+			t.counts = make(map[counterKey]int)
+		}
+		for k, n := range t.jobCounts {
+			t.counts[k] += n
+		}
+	}
+	clear(t.jobCounts)
+}
+
+// flushCounts writes the transaction's counter additions.
+func (t *wtx) flushCounts() error {
+	for k, n := range t.counts {
+		if _, err := t.exec(`INSERT INTO counters(name, bucket, n) VALUES (?, ?, ?)
+			ON CONFLICT(name, bucket) DO UPDATE SET n = n + excluded.n`, k.name, k.bucket, n); err != nil {
+			return fmt.Errorf("updating the counters: %w", err)
+		}
+	}
+	return nil
 }
 
 // stmt returns query bound to this transaction, prepared once on the
@@ -280,6 +309,17 @@ func (w *writer) commit(jobs []*job) (rest []*job) {
 			return jobs[i+1:]
 		}
 	}
+	if err := t.flushCounts(); err != nil {
+		tx.Rollback()
+		lost := classify(err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("the write was rolled back with the transaction it shared: %w", lost)
+			}
+		}
+		answerEach(jobs, errs)
+		return nil
+	}
 	if err := tx.Commit(); err != nil {
 		answer(jobs, classify(err))
 		return nil
@@ -294,6 +334,7 @@ func (w *writer) commit(jobs []*job) (rest []*job) {
 // A job alone in its transaction needs no savepoint: its failure rolls
 // back the transaction.
 func runJob(t *wtx, j *job, single bool) (err, lost error) {
+	defer func() { t.jobDone(err == nil && lost == nil) }()
 	if single {
 		if err := call(t, j); err != nil {
 			return classify(err), err

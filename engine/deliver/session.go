@@ -80,6 +80,7 @@ type Session struct {
 	needReset                bool  // a transaction was left open
 	broken                   error // why the connection is unusable
 	closed                   bool
+	reused                   bool // came from a Pool and has sent nothing since
 }
 
 // tlsPolicy is what one connection attempt does about TLS.
@@ -429,6 +430,30 @@ func (s *Session) Info() ConnInfo { return s.info }
 // failure, a 421, or Close.
 func (s *Session) Usable() bool { return !s.closed && s.broken == nil }
 
+// Reused reports whether the session came from a Pool and has not sent a
+// message since. A connection failure on such a session, unless
+// DuplicatePossible, means only that the next hop dropped the idle
+// connection: the message may go again on a fresh session.
+func (s *Session) Reused() bool { return s.reused }
+
+// check makes sure an idle session is still there: NOOP and its 250.
+func (s *Session) check(ctx context.Context) error {
+	if !s.Usable() {
+		return errors.New("session is not usable")
+	}
+	stop := context.AfterFunc(ctx, func() { s.conn.Conn.Close() })
+	defer stop()
+	// A next hop that went silent must not hold a delivery up for long.
+	s.client.CommandTimeout = min(s.cfg.CommandTimeout, 10*time.Second)
+	err := s.client.Noop()
+	s.client.CommandTimeout = s.cfg.CommandTimeout
+	if err != nil {
+		s.broken = err
+		s.conn.Conn.Close()
+	}
+	return err
+}
+
 // Send sends one message: MAIL FROM (with SIZE= when the server has SIZE,
 // SMTPUTF8 when needed; go-smtp adds BODY=8BITMIME whenever the server offers
 // it, which is harmless for 7-bit mail), one RCPT per recipient, each judged
@@ -460,6 +485,7 @@ func (s *Session) Send(ctx context.Context, env Envelope) ([]RcptResult, error) 
 	// A blocked read or write returns once the connection is closed.
 	stop := context.AfterFunc(ctx, func() { s.conn.Conn.Close() })
 	results, err := s.send(env)
+	defer func() { s.reused = false }()
 	if !stop() {
 		if err == nil {
 			s.broken = context.Cause(ctx)

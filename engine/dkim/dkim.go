@@ -52,6 +52,21 @@ type Key struct {
 	Algorithm     Algorithm // AlgorithmRSA2048 or AlgorithmEd25519
 	PrivateKeyPEM []byte    // PKCS#8, PEM type "PRIVATE KEY"
 	Created       time.Time
+
+	signer crypto.Signer // PrivateKeyPEM parsed, once (Parsed)
+}
+
+// Parsed returns k with its private key parsed, so that Signer (and Sign)
+// need not parse it again for every message: parsing an RSA key costs
+// more than signing with it.
+func (k Key) Parsed() (Key, error) {
+	k.signer = nil
+	signer, err := k.Signer()
+	if err != nil {
+		return k, err
+	}
+	k.signer = signer
+	return k, nil
 }
 
 // Generate makes a new key for domain under selector. The domain is
@@ -95,6 +110,9 @@ func Generate(domain, selector string, algo Algorithm, now time.Time) (Key, erro
 // different kind of key than Algorithm says, so a mix-up is caught before the
 // published record and the signatures disagree.
 func (k Key) Signer() (crypto.Signer, error) {
+	if k.signer != nil {
+		return k.signer, nil
+	}
 	block, _ := pem.Decode(k.PrivateKeyPEM)
 	if block == nil {
 		return nil, errors.New("dkim: private key is not PEM encoded")

@@ -73,6 +73,14 @@ func (f *FieldFilter) Write(p []byte) (int, error) {
 	f.out = f.out[:0]
 	for i := 0; i < len(p); i++ {
 		if f.inBody {
+			if len(f.out) == 0 {
+				// The body passes as it is, without a copy.
+				if _, err := f.dst.Write(p[i:]); err != nil {
+					f.err = err
+					return 0, err
+				}
+				return len(p), nil
+			}
 			f.out = append(f.out, p[i:]...)
 			break
 		}

@@ -1,6 +1,9 @@
 package msgdata
 
-import "io"
+import (
+	"bytes"
+	"io"
+)
 
 // MaxLineOut is the longest line, without its CRLF, that goes out: RFC 5322
 // section 2.1.1 and RFC 5321 section 4.5.3.1.6 (1000 octets with the CRLF).
@@ -25,10 +28,19 @@ func FoldLongLines(r io.Reader) io.Reader {
 	return &folder{r: r, in: make([]byte, 32<<10)}
 }
 
+// LinesFit reports whether every line of b is at most MaxLineOut octets
+// (without its CRLF), that is, whether FoldLongLines would pass b on
+// unchanged. A caller holding a message in memory can then skip the folder.
+func LinesFit(b []byte) bool {
+	n := shortLines(b)
+	return n == len(b) || len(b)-n <= MaxLineOut
+}
+
 type folder struct {
 	r    io.Reader
 	in   []byte
 	line []byte // the current line, not yet passed on
+	buf  []byte // output being built when lines must be changed
 	out  []byte // ready to be read
 	err  error
 }
@@ -44,19 +56,62 @@ func (f *folder) Read(p []byte) (int, error) {
 		}
 		n, err := f.r.Read(f.in)
 		f.err = err
-		for _, c := range f.in[:n] {
-			f.add(c)
-		}
+		f.out = f.fold(f.in[:n])
 	}
 	n := copy(p, f.out)
 	f.out = f.out[n:]
 	return n, nil
 }
 
+// fold passes a chunk on. Whole lines that fit, which is nearly every line
+// of nearly every message, are passed on as they are: when the chunk is
+// nothing but such lines it is returned itself, uncopied (it is read out
+// before f.in is filled again). The rest goes through add byte by byte.
+func (f *folder) fold(chunk []byte) []byte {
+	if len(f.line) == 0 {
+		if n := shortLines(chunk); n == len(chunk) {
+			return chunk
+		}
+	}
+	f.buf = f.buf[:0]
+	for i := 0; i < len(chunk); {
+		if len(f.line) == 0 {
+			if n := shortLines(chunk[i:]); n > 0 {
+				f.buf = append(f.buf, chunk[i:i+n]...)
+				i += n
+				continue
+			}
+		}
+		f.add(chunk[i])
+		i++
+	}
+	return f.buf
+}
+
+// shortLines returns the length of the whole lines at the start of b that
+// are at most MaxLineOut octets without their line end.
+func shortLines(b []byte) int {
+	n := 0
+	for {
+		k := bytes.IndexByte(b[n:], '\n')
+		if k < 0 {
+			return n
+		}
+		length := k
+		if k > 0 && b[n+k-1] == '\r' {
+			length--
+		}
+		if length > MaxLineOut {
+			return n
+		}
+		n += k + 1
+	}
+}
+
 func (f *folder) add(c byte) {
 	f.line = append(f.line, c)
 	if c == '\n' {
-		f.out = append(f.out, f.line...)
+		f.buf = append(f.buf, f.line...)
 		f.line = f.line[:0]
 		return
 	}
@@ -72,11 +127,11 @@ func (f *folder) add(c byte) {
 		}
 	}
 	if cut > 0 {
-		f.out = append(append(f.out, f.line[:cut]...), '\r', '\n')
+		f.buf = append(append(f.buf, f.line[:cut]...), '\r', '\n')
 		f.line = append(f.line[:0], f.line[cut:]...)
 		return
 	}
-	f.out = append(append(f.out, f.line[:MaxLineOut]...), '\r', '\n')
+	f.buf = append(append(f.buf, f.line[:MaxLineOut]...), '\r', '\n')
 	rest := f.line[MaxLineOut:]
 	f.line = append(append(make([]byte, 0, MaxLineOut+2), ' '), rest...)
 }

@@ -3,9 +3,11 @@ package msgdata
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unicode"
 	"unicode/utf8"
 )
@@ -140,4 +142,54 @@ func FuzzReceived(f *testing.F) {
 func netipFromString(s string) netip.Addr {
 	addr, _ := netip.ParseAddr(s)
 	return addr
+}
+
+// FuzzFoldChunking checks that how the stored message arrives (one byte at
+// a time, which takes the byte-by-byte path, or in chunks of any size,
+// which mostly takes the whole-line path) never changes what goes out, and
+// that LinesFit is true exactly when folding changes nothing.
+func FuzzFoldChunking(f *testing.F) {
+	long := strings.Repeat("x", MaxLineOut)
+	for _, seed := range []string{
+		"",
+		"a\r\nb\r\n",
+		long + "\r\n" + long + "y\r\n",
+		long + "\r\r\n",
+		"Subject: " + long + " tail\r\n\r\nbody\r\n",
+		long + long + long,
+	} {
+		f.Add([]byte(seed), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
+		oneByte, err := io.ReadAll(FoldLongLines(iotest.OneByteReader(bytes.NewReader(in))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := int(chunk)%4096 + 1
+		chunked, err := io.ReadAll(FoldLongLines(&chunkReader{b: in, size: size}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(oneByte, chunked) {
+			t.Fatalf("chunks of %d gave %q, one byte at a time %q", size, chunked, oneByte)
+		}
+		if LinesFit(in) && !bytes.Equal(chunked, in) {
+			t.Fatalf("LinesFit(%q) but folding changed it to %q", in, chunked)
+		}
+	})
+}
+
+// chunkReader returns b in reads of at most size bytes.
+type chunkReader struct {
+	b    []byte
+	size int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.size)], r.b)
+	r.b = r.b[n:]
+	return n, nil
 }
