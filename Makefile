@@ -35,9 +35,10 @@ HEADLESS_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(BASE_GOFLAGS) -tags=$(HEADLESS_
 BUILD_DEPS := gcc libc6-dev pkg-config libgl1-mesa-dev xorg-dev
 # Xvfb, xauth, x11-utils (xwininfo) and imagemagick (import) for the
 # screenshot smoke test, with Mesa's software OpenGL (libgl1-mesa-dri) for
-# the window; python3-dkim verifies our DKIM signatures
+# the window; dbus (dbus-run-session) for the tray menu check's
+# private session bus; python3-dkim verifies our DKIM signatures
 # independently; swaks is a reference SMTP client.
-TEST_DEPS := xvfb xauth x11-utils imagemagick libgl1-mesa-dri python3-dkim swaks
+TEST_DEPS := xvfb xauth x11-utils imagemagick libgl1-mesa-dri dbus python3-dkim swaks
 
 # staticcheck 2026.2.2 is Go module version v0.8.2; install by the module
 # version, which every proxy resolves (the release-name query is refused by
@@ -101,7 +102,7 @@ test: test-deps staticcheck-install
 		echo "go build -tags $(HEADLESS_TAGS) -o $$tmp/postroom-headless . (CGO_ENABLED=0)" && \
 		$(HEADLESS_ENV) $(GO) build -o "$$tmp/postroom-headless" .
 	$(HEADLESS_ENV) $(GO) test $(PKGS)
-	@echo "==> desktop smoke test under Xvfb"
+	@echo "==> desktop smoke test under Xvfb (window, then the tray menu over D-Bus)"
 	@GO=$(GO) PKGS="$(PKGS)" .ci/smoke.sh
 	@echo "==> all checks passed"
 

@@ -2,7 +2,8 @@
 # screenshots.sh [OUTDIR]
 #
 # Takes the README's screenshots from the real desktop app under Xvfb:
-# OUTDIR/screenshot-{dashboard,queue,settings,users,wizard}.png (default docs/).
+# OUTDIR/screenshot-{dashboard,queue,settings,users,browse,wizard}.png
+# (default docs/).
 #
 # It fills a data directory the way an office would: `postroom serve`
 # takes mail from swaks and delivers it to .ci/fake-mx.py, which accepts
@@ -41,6 +42,9 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# Fyne remembers things (the file picker's view and last folder) in the
+# user's config directory; the pictures must not depend on them.
+export XDG_CONFIG_HOME=$work/config
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -71,6 +75,7 @@ hostname = "relay.acme-shop.example"
 [listen]
 address = "127.0.0.1"
 port = $smtp_port
+auth_without_tls = true               # the copier and the bookkeeping program log in from here
 
 [access]
 trusted_networks = ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
@@ -86,15 +91,18 @@ TOML
 "$bin" config import "$work/settings.toml" --data "$data"
 "$bin" user add scanner --data "$data" <<<"copier-secret-2026"
 "$bin" user add bookkeeping --data "$data" <<<"ledger-secret-2026"
+"$bin" user quota scanner 20 100 --data "$data" >/dev/null
 
 "$bin" serve --data "$data" >"$work/serve.log" 2>&1 &
 serve=$!
 pids+=($serve)
 wait_port "$smtp_port"
 
-send() { # FROM TO SUBJECT BODY
+send() { # FROM TO SUBJECT BODY [USER PASSWORD]
+	local auth=()
+	(($# == 6)) && auth=(--auth PLAIN --auth-user "$5" --auth-password "$6")
 	swaks --silent 2 --server "127.0.0.1:$smtp_port" --from "$1" --to "$2" \
-		--header "Subject: $3" --body "$4" >/dev/null
+		--header "Subject: $3" --body "$4" "${auth[@]}" >/dev/null
 }
 n=0
 for who in anna.schmidt@gmail.com j.miller@yahoo.com lena.k@web.de orders@supplier.example m.rossi@gmail.com; do
@@ -119,8 +127,12 @@ done
 send invoices@acme-shop.example old.bob@web.de "Statement for November" "Hello Bob,
 
 your statement for November is attached."
-send scanner@acme-shop.example office@acme-shop.example "Scan from copier" "Scanned document attached (3 pages)."
-send bookkeeping@acme-shop.example orders@supplier.example "Purchase order 1067" "Please deliver 40 boxes of A4 paper."
+for doc in "delivery note" "signed contract"; do
+	send scanner@acme-shop.example office@acme-shop.example "Scan from copier: $doc" "Scanned document attached." \
+		scanner copier-secret-2026
+done
+send bookkeeping@acme-shop.example orders@supplier.example "Purchase order 1067" "Please deliver 40 boxes of A4 paper." \
+	bookkeeping ledger-secret-2026
 send invoices@acme-shop.example d.wagner@outlook.com "Reminder: invoice 2026-118" "Hello,
 
 this is a friendly reminder that invoice 2026-118 is now due."
@@ -188,6 +200,18 @@ click "$main" 254 62 # its Delivery page
 shot "$main" settings
 click "$main" 400 62 # its Users page
 shot "$main" users
+# The certificate picker, opened from a certificate path typed in (it
+# starts in that file's folder). Nothing is applied.
+mkdir "$work/certs"
+for f in relay.acme-shop.example.pem relay.acme-shop.example.key old-2025.pem notes.txt; do
+	echo "placeholder" >"$work/certs/$f"
+done
+click "$main" 332 62 # the Security page
+click "$main" 640 250 # the certificate file's entry
+xdotool type --delay 5 "$work/certs/relay.acme-shop.example.pem"
+click "$main" 1075 250 # its Browse… button
+click "$main" 480 350 # the certificate in the picker's list
+shot "$main" browse
 
 mkdir "$work/empty"
 "$bin" --data "$work/empty" >"$work/wizard.log" 2>&1 &

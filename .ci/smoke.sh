@@ -2,7 +2,9 @@
 # smoke.sh: the desktop smoke test `make test` runs last. It builds the
 # real cgo app and runs .ci/xvfb-smoke.sh on it: start it on a temporary
 # data directory under a virtual X server, wait for its window (the setup
-# wizard opens on an empty data directory) and take a screenshot.
+# wizard opens on an empty data directory) and take a screenshot; then
+# .ci/tray-smoke.sh clicks through the tray menu from a stand-in panel
+# (.ci/trayhost) on a private D-Bus session bus.
 #
 # It skips, saying why, when Xvfb (or another tool the test needs) is not
 # installed, or when PKGS leaves the desktop app out. The screenshot and
@@ -38,4 +40,23 @@ if ! .ci/xvfb-smoke.sh "$build/postroom" "$out"; then
 	echo "smoke: FAILED; the screenshot and the app's output are in $out" >&2
 	exit 1
 fi
-echo "smoke: passed; screenshot $out/shot.png"
+echo "smoke: window passed; screenshot $out/shot.png"
+
+# The tray menu, as a desktop panel sees it over a private D-Bus session.
+missing=
+for tool in dbus-run-session python3; do
+	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [[ -n $missing ]]; then
+	echo "smoke: tray check skipped:$missing not installed, so there is no private D-Bus session to host the tray in (apt-get install dbus python3, or run make test-deps)"
+else
+	echo "smoke: tray menu check (.ci/trayhost under dbus-run-session)"
+	# ./... leaves out dot directories, so vet it here.
+	"$GO" vet ./.ci/trayhost
+	"$GO" build -o "$build/trayhost" ./.ci/trayhost
+	if ! .ci/tray-smoke.sh "$build/postroom" "$build/trayhost" "$out"; then
+		echo "smoke: tray check FAILED; the app's output is in $out/tray-app.log" >&2
+		exit 1
+	fi
+fi
+echo "smoke: passed"

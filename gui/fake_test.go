@@ -54,6 +54,8 @@ type fakeEngine struct {
 	preview   string
 	users     []engine.User
 	userErr   error
+	usage     map[string]engine.UserUsage // by user name; missing = none sent
+	usageErr  error
 	applyErr  error
 	settings  config.Settings
 	saved     bool
@@ -203,6 +205,12 @@ func (f *fakeEngine) Users(context.Context) ([]engine.User, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]engine.User(nil), f.users...), nil
+}
+
+func (f *fakeEngine) UserUsage(_ context.Context, name string) (engine.UserUsage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.usage[name], f.usageErr
 }
 
 // userOp records a user operation and applies it with fn unless the test

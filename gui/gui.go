@@ -70,6 +70,8 @@ type Engine interface {
 	RemoveUser(ctx context.Context, name string) error
 	SetPassword(ctx context.Context, name, password string) error
 	SetUserQuota(ctx context.Context, name string, perHour, perDay int) error
+	// UserUsage is how many messages a user sent in the last hour and day.
+	UserUsage(ctx context.Context, name string) (engine.UserUsage, error)
 
 	GenerateDKIM(ctx context.Context, domain, selector string, algo dkim.Algorithm) (dkim.Key, error)
 	DNSRecords(ctx context.Context, domain, reportAddress string) ([]dkim.Record, error)
@@ -276,9 +278,10 @@ func (u *UI) onEvent(ev engine.Event) {
 	u.done()
 }
 
-// Refresh re-reads what the dashboard (and, when in front, the queue page)
-// shows and updates the widgets through fyne.Do. It calls the engine, so
-// call it from a goroutine of your own, not from a widget callback.
+// Refresh re-reads what the dashboard (and, when in front, the queue or
+// users page) shows and updates the widgets through fyne.Do. It calls
+// the engine, so call it from a goroutine of your own, not from a widget
+// callback.
 func (u *UI) Refresh() {
 	u.refreshMu.Lock()
 	defer u.refreshMu.Unlock()
@@ -291,6 +294,7 @@ func (u *UI) Refresh() {
 	if u.queueShowing.Load() {
 		u.queue.reload()
 	}
+	u.settings.users.refreshIfShown()
 }
 
 // build creates the window, its tabs and the tray menu.

@@ -266,6 +266,16 @@ func (v *settingsView) fileField(key, label string, get func(*config.Settings) *
 			e.SetText(r.URI().Path())
 		}, v.u.window)
 		d.SetFilter(storage.NewExtensionFileFilter([]string{".pem", ".crt", ".key", ".cer"}))
+		if dir := pickerStart(e.Text); dir != nil {
+			d.SetLocation(dir)
+		}
+		d.SetTitleText(label)
+		d.SetConfirmText("Choose")
+		// Certificate files are named after long host names, which the
+		// grid view cuts short; the list shows them whole. A user who
+		// switches to the grid keeps it (Fyne remembers the choice).
+		d.SetView(dialog.ListView)
+		d.Resize(fyne.NewSize(760, 480))
 		d.Show()
 	})
 	// The entry stays the field's control (errors mark it); the button

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"fyne.io/fyne/v2"
@@ -24,7 +26,10 @@ type usersView struct {
 	content fyne.CanvasObject
 
 	// Fyne goroutine only.
-	users   []engine.User
+	users []engine.User
+	// usage is how much each user sent lately, by name; a user missing
+	// from it (the count failed) shows its limits only.
+	usage   map[string]engine.UserUsage
 	list    *fyne.Container
 	name    *widget.Entry
 	pass    *widget.Entry
@@ -32,9 +37,13 @@ type usersView struct {
 	passErr *widget.Label
 	add     *widget.Button
 	status  *widget.Label
+	// readFailed is set while status says the last reload failed.
+	readFailed bool
 	// rowButtons are each user's buttons by user name and label, for
 	// tests and for disabling while a change runs.
 	rowButtons map[string]map[string]*widget.Button
+	// usageLabels are each user's line on limits and use, by user name.
+	usageLabels map[string]*widget.Label
 	// dialogEntries are the entries of the open password or quota dialog.
 	dialogEntries []*widget.Entry
 }
@@ -83,25 +92,63 @@ func showError(l *widget.Label, msg string) {
 	}
 }
 
-// reload reads the users. It calls the engine: not on the Fyne goroutine.
+// reload reads the users and what each sent lately. It calls the engine:
+// not on the Fyne goroutine.
 func (v *usersView) reload() {
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
 	users, err := v.u.eng.Users(ctx)
-	v.u.do(func() {
+	usage := make(map[string]engine.UserUsage, len(users))
+	var usageErr error
+	for _, usr := range users {
+		used, err := v.u.eng.UserUsage(ctx, usr.Name)
 		if err != nil {
+			usageErr = err
+			continue
+		}
+		usage[usr.Name] = used
+	}
+	v.u.do(func() {
+		switch {
+		case err != nil:
 			v.status.SetText("Could not read the users: " + err.Error())
-		} else {
-			v.users = users
+		case usageErr != nil:
+			v.status.SetText("Could not count what the users sent: " + usageErr.Error())
+		case v.readFailed:
+			v.status.SetText("") // the last read's error is over
+		}
+		v.readFailed = err != nil || usageErr != nil
+		// The watcher reloads after every burst of mail; rebuild the rows
+		// only when something they show changed.
+		if err == nil && (!slices.Equal(users, v.users) || !maps.Equal(usage, v.usage)) {
+			v.users, v.usage = users, usage
 			v.redraw()
 		}
 		v.u.done()
 	})
 }
 
+// refreshIfShown re-reads the users when their page is in front, so that
+// what they sent follows the mail arriving. The watcher calls it after
+// events and on its clock; it runs on any goroutine.
+func (v *usersView) refreshIfShown() {
+	v.u.do(func() {
+		if v.shown() {
+			v.u.goBG(v.reload)
+		}
+	})
+}
+
+// shown reports whether the Users page is what the window shows.
+func (v *usersView) shown() bool {
+	tab, page := v.u.tabs.Selected(), v.u.settings.pages.Selected()
+	return tab != nil && tab.Text == "Settings" && page != nil && page.Text == "Users"
+}
+
 func (v *usersView) redraw() {
 	v.list.RemoveAll()
 	v.rowButtons = map[string]map[string]*widget.Button{}
+	v.usageLabels = map[string]*widget.Label{}
 	if len(v.users) == 0 {
 		none := widget.NewLabel("No users yet: only the trusted networks may send.")
 		none.Importance = widget.LowImportance
@@ -119,6 +166,13 @@ func (v *usersView) redraw() {
 		label := widget.NewLabelWithStyle(name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 		quota := widget.NewLabel(quotaWords(usr))
 		quota.Importance = widget.LowImportance
+		if used, ok := v.usage[name]; ok {
+			quota.SetText(usageWords(usr, used))
+			if atLimit(usr, used) {
+				quota.Importance = widget.WarningImportance
+			}
+		}
+		v.usageLabels[name] = quota
 		v.list.Add(container.NewBorder(nil, nil, nil,
 			container.NewHBox(buttons["password"], buttons["quota"], buttons["remove"]),
 			container.NewHBox(label, quota)))
@@ -139,6 +193,29 @@ func quotaWords(u engine.User) string {
 		return "no sending limit"
 	}
 	return "at most " + strings.Join(parts, " and ")
+}
+
+// usageWords says how much a user sent in the quota's two windows, and
+// of how much, e.g. "12 of 100 sent in the last hour · 40 of 500 in the
+// last 24 hours". A window without a limit shows the count alone, and a
+// user without any limit says so first.
+func usageWords(u engine.User, used engine.UserUsage) string {
+	of := func(n, limit int) string {
+		if limit > 0 {
+			return fmt.Sprintf("%d of %d", n, limit)
+		}
+		return fmt.Sprint(n)
+	}
+	words := of(used.LastHour, u.PerHour) + " sent in the last hour · " + of(used.LastDay, u.PerDay) + " in the last 24 hours"
+	if u.PerHour == 0 && u.PerDay == 0 {
+		return "no limit · " + words
+	}
+	return words
+}
+
+// atLimit reports whether the user's next message would be refused.
+func atLimit(u engine.User, used engine.UserUsage) bool {
+	return u.PerHour > 0 && used.LastHour >= u.PerHour || u.PerDay > 0 && used.LastDay >= u.PerDay
 }
 
 // change runs one user change on a goroutine, shows its outcome and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
@@ -131,4 +132,46 @@ func TestUsersPageSetsPasswordAndLimits(t *testing.T) {
 		t.Errorf("Set limits called %+v", c)
 	}
 	h.until(t, "the new limits", func() bool { return len(v.users) == 1 && v.users[0].PerDay == 400 })
+}
+
+func TestUsersPageShowsWhatEachUserSent(t *testing.T) {
+	eng := newFakeEngine(nil)
+	eng.users = []engine.User{{Name: "office"}, {Name: "scanner", PerHour: 20, PerDay: 100}}
+	eng.usage = map[string]engine.UserUsage{"scanner": {LastHour: 12, LastDay: 40}, "office": {LastHour: 3, LastDay: 7}}
+	h := startUI(t, newApp(t), eng, nil)
+	v := openUsers(t, h)
+	line := func(name string) string { return v.usageLabels[name].Text }
+	h.until(t, "the users' usage", func() bool { return v.usageLabels["scanner"] != nil && strings.Contains(line("scanner"), "12") })
+	if got, want := line("scanner"), "12 of 20 sent in the last hour · 40 of 100 in the last 24 hours"; got != want {
+		t.Errorf("scanner's line reads %q, want %q", got, want)
+	}
+	if got, want := line("office"), "no limit · 3 sent in the last hour · 7 in the last 24 hours"; got != want {
+		t.Errorf("office's line reads %q, want %q", got, want)
+	}
+	if v.usageLabels["scanner"].Importance == widget.WarningImportance {
+		t.Error("scanner's line warns although it is below its limits")
+	}
+
+	// Mail arrives: the engine's event makes the page count again, and a
+	// user who reached a limit is marked.
+	eng.set(func(f *fakeEngine) { f.usage["scanner"] = engine.UserUsage{LastHour: 20, LastDay: 41} })
+	eng.events <- engine.Event{Time: time.Now(), Kind: engine.EventReceived, MessageID: 8}
+	h.until(t, "scanner's new count", func() bool { return strings.HasPrefix(line("scanner"), "20 of 20 ") })
+	if v.usageLabels["scanner"].Importance != widget.WarningImportance {
+		t.Error("scanner's line does not warn at its hourly limit")
+	}
+
+	// When counting fails the page still lists the users with their limits.
+	eng.set(func(f *fakeEngine) { f.usageErr = errors.New("database is locked") })
+	h.do(func() { h.u.goBG(v.reload) })
+	h.until(t, "the error", func() bool { return strings.Contains(v.status.Text, "database is locked") })
+	if got := line("scanner"); got != "at most 20 messages an hour and 100 messages a day" {
+		t.Errorf("without counts scanner's line reads %q", got)
+	}
+	eng.set(func(f *fakeEngine) { f.usageErr = nil })
+	h.do(func() { h.u.goBG(v.reload) })
+	h.until(t, "the counts back", func() bool { return strings.HasPrefix(line("scanner"), "20 of 20 ") })
+	if v.status.Text != "" {
+		t.Errorf("after a good read the page still says %q", v.status.Text)
+	}
 }
