@@ -19,6 +19,8 @@ func cmdQueue(args []string, std stdio) error {
 	asJSON := c.fs.Bool("json", false, "list: print one JSON array")
 	state := c.fs.String("state", "", "list: only these states (comma-separated: queued,deferred,held,scheduled,sending,sent,bounced,expired)")
 	limit := c.fs.Int("limit", 0, "list: at most this many rows (0 = all)")
+	sortBy := c.fs.String("sort", "", "list: sort the whole queue by newest (the default), "+sortNames())
+	reverse := c.fs.Bool("reverse", false, "list: the other way round (descending; with newest, oldest first)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -60,6 +62,10 @@ func cmdQueue(args []string, std stdio) error {
 	default:
 		return &usageError{fmt.Sprintf("unknown queue subcommand %q", sub)}
 	}
+	sortOrder, err := storage.ParseSort(*sortBy)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
 	var states []storage.State
 	if *state != "" {
 		for _, s := range strings.Split(*state, ",") {
@@ -82,7 +88,7 @@ func cmdQueue(args []string, std stdio) error {
 	}
 	switch sub {
 	case "list":
-		return queueList(ctx, eng, std, storage.Filter{States: states}, *limit, *asJSON)
+		return queueList(ctx, eng, std, storage.Filter{States: states, Sort: sortOrder, Reverse: *reverse}, *limit, *asJSON)
 	case "show":
 		return queueShow(ctx, eng, std, ids[0])
 	case "pause", "resume":
@@ -110,6 +116,15 @@ func cmdQueue(args []string, std stdio) error {
 var pastTense = map[string]string{
 	"retry": "will retry now", "hold": "held", "release": "released", "delete": "deleted",
 	"bounce": "returned to sender", "schedule": "scheduled",
+}
+
+// sortNames lists the columns --sort takes.
+func sortNames() string {
+	names := make([]string, len(storage.Sorts))
+	for i, s := range storage.Sorts {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
 }
 
 func validState(s storage.State) bool {
@@ -197,7 +212,7 @@ func queueList(ctx context.Context, eng *engine.Engine, std stdio, f storage.Fil
 		if len(rows) < f.Limit || (limit > 0 && printed >= limit) {
 			break
 		}
-		f.BeforeID = rows[len(rows)-1].ID
+		f.After = rows[len(rows)-1].Cursor
 	}
 	if asJSON {
 		fmt.Fprintln(std.out, "]")

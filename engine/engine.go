@@ -75,6 +75,8 @@ type Store interface {
 	List(ctx context.Context, f storage.Filter) ([]storage.Row, error)
 	CountByState(ctx context.Context) (map[storage.State]int, error)
 	Apply(ctx context.Context, messageID int64, action storage.Action, at, now time.Time, reason string) (int, error)
+	ApplyMatching(ctx context.Context, f storage.Filter, action storage.Action, now time.Time, reason string) (changed, skipped int, err error)
+	CountMatching(ctx context.Context, f storage.Filter, limit int) (n int, capped bool, err error)
 	AddCounters(ctx context.Context, at time.Time, counts map[string]int) error
 	Counters(ctx context.Context, since time.Time) ([]storage.Counter, error)
 

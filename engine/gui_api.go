@@ -27,8 +27,13 @@ import (
 
 // Queue types under the engine's names, for the window.
 type (
-	// QueueFilter selects rows of the queue listing; BeforeID pages.
+	// QueueFilter selects rows of the queue listing, in an order; the
+	// last row's Cursor as its After gives the next page.
 	QueueFilter = storage.Filter
+	// QueueSort names an order of the listing.
+	QueueSort = storage.Sort
+	// QueueCursor is where a page of the listing ended.
+	QueueCursor = storage.Cursor
 	// QueueRow is one recipient of a queued message, with the message's facts.
 	QueueRow = storage.Row
 	// QueueState is a recipient's state.
@@ -49,6 +54,54 @@ const (
 	StateBounced   = storage.Bounced
 	StateExpired   = storage.Expired
 )
+
+// The orders of the queue listing (storage.Sort).
+const (
+	SortNewest    = storage.SortNewest
+	SortState     = storage.SortState
+	SortSender    = storage.SortSender
+	SortRecipient = storage.SortRecipient
+	SortSubject   = storage.SortSubject
+	SortSize      = storage.SortSize
+	SortAttempts  = storage.SortAttempts
+	SortNextTry   = storage.SortNextTry
+	SortProblem   = storage.SortProblem
+	SortReceived  = storage.SortReceived
+)
+
+// CountMatching returns how many recipients the filter selects, counting
+// at most limit (capped then says there are more): the window's "select
+// all N matching". A filter of states alone costs one small read at any
+// queue size.
+func (e *Engine) CountMatching(ctx context.Context, f QueueFilter, limit int) (n int, capped bool, err error) {
+	return e.store.CountMatching(ctx, f, limit)
+}
+
+// ApplyMatching performs a named queue action ("retry", "hold",
+// "release", "delete", "bounce") on every recipient the filter selects,
+// not only on a page: in short transactions, so mail keeps flowing
+// meanwhile. Recipients being sent are left alone and counted in skipped.
+// "schedule" applies to chosen messages only (Apply).
+func (e *Engine) ApplyMatching(ctx context.Context, action string, f QueueFilter) (changed, skipped int, err error) {
+	a, ok := actions[action]
+	if !ok || a == storage.Schedule {
+		return 0, 0, fmt.Errorf("the queue action %q cannot be applied to everything matching a filter", action)
+	}
+	reason := "held by the user"
+	if a == storage.Bounce {
+		reason = "returned to the sender by the relay's administrator"
+	}
+	changed, skipped, err = e.store.ApplyMatching(ctx, f, a, e.now(), reason)
+	e.log.Info("queue action on everything matching", "action", action, "states", f.States, "text", f.Text,
+		"changed", changed, "skipped", skipped, "err", err)
+	if changed > 0 {
+		if a == storage.Bounce {
+			e.sweepBounces(ctx)
+		}
+		e.Wake()
+	}
+	return changed, skipped, err
+}
 
 // SettingsSaved reports whether settings were ever saved; the window shows
 // the setup wizard when they were not.

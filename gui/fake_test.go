@@ -67,6 +67,7 @@ type fakeEngine struct {
 
 	setPaused chan bool
 	applied   chan applied
+	matched   chan matchedCall // ApplyMatching's calls
 	saves     chan config.Settings
 	tests     chan config.Settings
 	testMails chan string
@@ -81,7 +82,7 @@ func newFakeEngine(counts map[string]int) *fakeEngine {
 	return &fakeEngine{
 		counts: counts, listen: "127.0.0.1:2525", settings: s, saved: true,
 		events:    make(chan engine.Event, 100),
-		setPaused: make(chan bool, 10), applied: make(chan applied, 100),
+		setPaused: make(chan bool, 10), applied: make(chan applied, 100), matched: make(chan matchedCall, 10),
 		saves: make(chan config.Settings, 10), tests: make(chan config.Settings, 10),
 		testMails: make(chan string, 10), shown: make(chan int64, 10), started: make(chan struct{}, 10),
 		userCalls: make(chan userCall, 10),
@@ -149,29 +150,7 @@ func (f *fakeEngine) List(_ context.Context, filter engine.QueueFilter) ([]engin
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists = append(f.lists, filter)
-	var out []engine.QueueRow
-	for _, r := range f.rows {
-		if filter.BeforeID > 0 && r.ID >= filter.BeforeID {
-			continue
-		}
-		if filter.Text != "" && !strings.Contains(r.Address+r.Sender+r.Subject, filter.Text) {
-			continue
-		}
-		if len(filter.States) > 0 {
-			ok := false
-			for _, s := range filter.States {
-				ok = ok || s == r.State
-			}
-			if !ok {
-				continue
-			}
-		}
-		out = append(out, r)
-		if len(out) == filter.Limit {
-			break
-		}
-	}
-	return out, nil
+	return fakeList(f.rows, filter), nil
 }
 
 func (f *fakeEngine) Show(_ context.Context, id int64) (*engine.MessageDetail, error) {
@@ -180,6 +159,33 @@ func (f *fakeEngine) Show(_ context.Context, id int64) (*engine.MessageDetail, e
 	d.Message.ID = id
 	d.Message.Sender = "shop@example.org"
 	return d, nil
+}
+
+func (f *fakeEngine) CountMatching(_ context.Context, filter engine.QueueFilter, limit int) (int, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.rows {
+		if fakeMatches(r, filter) {
+			n++
+		}
+	}
+	return min(n, limit), n > limit, nil
+}
+
+func (f *fakeEngine) ApplyMatching(_ context.Context, action string, filter engine.QueueFilter) (int, int, error) {
+	f.matched <- matchedCall{action, filter}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	changed, skipped := 0, 0
+	for _, r := range fakeMatching(f.rows, filter) {
+		if r.State == engine.StateSending {
+			skipped++
+		} else {
+			changed++
+		}
+	}
+	return changed, skipped, f.applyErr
 }
 
 func (f *fakeEngine) Apply(_ context.Context, action string, id int64, at time.Time) error {

@@ -56,6 +56,12 @@ type Engine interface {
 	// Apply runs a queue action on a message; at is the time for
 	// "schedule".
 	Apply(ctx context.Context, action string, id int64, at time.Time) error
+	// CountMatching counts the recipients a filter selects, at most limit
+	// (capped: there are more).
+	CountMatching(ctx context.Context, f engine.QueueFilter, limit int) (n int, capped bool, err error)
+	// ApplyMatching runs a queue action on every recipient a filter
+	// selects; those being sent are skipped.
+	ApplyMatching(ctx context.Context, action string, f engine.QueueFilter) (changed, skipped int, err error)
 
 	Settings() config.Settings
 	SaveSettings(ctx context.Context, s config.Settings) error

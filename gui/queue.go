@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -21,9 +20,15 @@ import (
 // previewRunes is how much of a message's text the detail shows.
 const previewRunes = 2000
 
-// queuePage is how many rows one page of the queue table holds; paging is
-// by ID (keyset), so the table costs the same with 100,000 queued rows.
+// queuePage is how many rows one page of the queue table holds. The
+// engine sorts the whole queue and pages with a cursor (the last row's
+// sort value and IDs), so a page costs the same with 100,000 queued rows.
 const queuePage = 100
+
+// countLimit bounds the count behind "Select all N matching" when the
+// search text is set (a filter of states alone is counted exactly, for
+// free): counting a text match reads the queue.
+const countLimit = 100_000
 
 // stateFilters (read-only) map the filter menu to engine states.
 var stateFilters = []struct {
@@ -62,13 +67,16 @@ func stateWords(s engine.QueueState) string {
 	return string(s)
 }
 
-// queueColumns are the table's columns after the selection box.
+// queueColumns are the table's columns, the tick boxes first, with the
+// order a tap on the heading asks the engine for.
 var queueColumns = []struct {
 	title string
 	width float32
+	sort  engine.QueueSort
 }{
-	{"", 36}, {"State", 90}, {"From", 160}, {"To", 170}, {"Subject", 160},
-	{"Size", 62}, {"Tries", 55}, {"Next try", 110}, {"Problem", 420},
+	{"", 36, engine.SortNewest}, {"State", 90, engine.SortState}, {"From", 160, engine.SortSender},
+	{"To", 170, engine.SortRecipient}, {"Subject", 160, engine.SortSubject}, {"Size", 62, engine.SortSize},
+	{"Tries", 55, engine.SortAttempts}, {"Next try", 110, engine.SortNextTry}, {"Problem", 420, engine.SortProblem},
 }
 
 // queueView is the Queue tab: a paged table, a filter, actions, detail.
@@ -78,18 +86,31 @@ type queueView struct {
 
 	// loadMu serialises reloads (from the watcher and from buttons).
 	loadMu sync.Mutex
-	// filterMu guards filter, read by reload on any goroutine.
-	filterMu sync.Mutex
-	filter   engine.QueueFilter
+	// filterMu guards filter (with its order), read by reload on any
+	// goroutine, and the count of what it matches: counted for the filter
+	// countedFor, so that a search text is counted once, not at every
+	// event.
+	filterMu      sync.Mutex
+	filter        engine.QueueFilter
+	countedFor    string
+	counted       int
+	countedCapped bool
 
 	// Fyne goroutine only.
 	rows     []engine.QueueRow
-	pages    []int64 // BeforeID of each page shown so far; the last is the current one
+	pages    []engine.QueueCursor // where each page shown so far starts; the last is the current one
 	checked  map[int64]bool
 	selected int64 // recipient ID of the row whose detail is shown; 0 = none
-	sortCol  int   // column the page is sorted by; 0 = newest first
+	sortCol  int   // column the queue is sorted by; 0 = newest first
 	sortDesc bool
 	allCheck *widget.Check // the header's "tick every row on this page"
+	// allMatching: the actions apply to everything the filter matches, on
+	// every page, rather than to ticked rows. matching (capped: or more)
+	// is how many recipients that is, as of the last reload.
+	allMatching    bool
+	matching       int
+	matchingCapped bool
+	selectAll      *widget.Button
 	// notice is the outcome of the last action, shown in the status line
 	// until the user ticks, filters, sorts or pages.
 	notice string
@@ -99,15 +120,15 @@ type queueView struct {
 	stateSel *widget.Select
 	search   *widget.Entry
 	pageInfo *widget.Label
-	newer    *widget.Button
-	older    *widget.Button
+	prev     *widget.Button
+	next     *widget.Button
 	detail   *widget.Label
 	status   *widget.Label
 	actions  map[string]*widget.Button
 }
 
 func newQueueView(u *UI) *queueView {
-	q := &queueView{u: u, checked: map[int64]bool{}, pages: []int64{0}, actions: map[string]*widget.Button{}}
+	q := &queueView{u: u, checked: map[int64]bool{}, pages: []engine.QueueCursor{{}}, actions: map[string]*widget.Button{}}
 	q.filter.Limit = queuePage
 
 	labels := make([]string, len(stateFilters))
@@ -160,8 +181,10 @@ func newQueueView(u *UI) *queueView {
 	}
 	q.actions["delete"].Importance = widget.DangerImportance
 
-	q.newer = widget.NewButton("◀ Newer", q.pageNewer)
-	q.older = widget.NewButton("Older ▶", q.pageOlder)
+	q.prev = widget.NewButton("◀ Previous", q.pagePrev)
+	q.next = widget.NewButton("Next ▶", q.pageNext)
+	q.selectAll = widget.NewButton("", q.toggleAllMatching)
+	q.selectAll.Hide()
 	q.pageInfo = widget.NewLabel("")
 	q.status = widget.NewLabel("")
 	q.status.Wrapping = fyne.TextWrapWord
@@ -171,8 +194,9 @@ func newQueueView(u *UI) *queueView {
 
 	top := container.NewBorder(nil, nil, q.stateSel, refresh, q.search)
 	actionRow := container.NewHBox(widget.NewLabel("Selected:"),
-		q.actions["retry"], q.actions["hold"], q.actions["release"], q.actions["schedule"], q.actions["bounce"], q.actions["delete"])
-	paging := container.NewHBox(q.newer, q.pageInfo, q.older)
+		q.actions["retry"], q.actions["hold"], q.actions["release"], q.actions["schedule"], q.actions["bounce"], q.actions["delete"],
+		q.selectAll)
+	paging := container.NewHBox(q.prev, q.pageInfo, q.next)
 	tableArea := container.NewBorder(top, container.NewBorder(nil, q.status, actionRow, paging), nil, nil, q.table)
 	split := container.NewVSplit(tableArea, container.NewVScroll(q.detail))
 	split.Offset = 0.62
@@ -244,8 +268,11 @@ func (q *queueView) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 }
 
 // setChecked ticks or unticks a row (by recipient ID) for the actions.
+// Ticking a row ends "all matching": the actions apply to ticked rows.
 func (q *queueView) setChecked(recipientID int64, on bool) {
 	q.notice = ""
+	q.allMatching = false
+	q.updateSelectAll()
 	if on {
 		q.checked[recipientID] = true
 	} else {
@@ -274,6 +301,10 @@ func (q *queueView) chosenMessages() []int64 {
 // act runs a queue action on the chosen messages, after a confirmation
 // for Delete and Return to sender, which cannot be undone.
 func (q *queueView) act(action string) {
+	if q.allMatching {
+		q.actOnMatching(action)
+		return
+	}
 	ids := q.chosenMessages()
 	if len(ids) == 0 {
 		q.notice = "Tick one or more rows, or select a row, first."
@@ -427,7 +458,8 @@ func (q *queueView) filterChanged() {
 	if q.stateSel == nil || q.search == nil {
 		return
 	}
-	f := engine.QueueFilter{Limit: queuePage, Text: strings.TrimSpace(q.search.Text)}
+	f := engine.QueueFilter{Limit: queuePage, Text: strings.TrimSpace(q.search.Text),
+		Sort: queueColumns[q.sortCol].sort, Reverse: q.sortDesc}
 	for _, sf := range stateFilters {
 		if sf.label == q.stateSel.Selected {
 			f.States = sf.states
@@ -436,21 +468,23 @@ func (q *queueView) filterChanged() {
 	q.filterMu.Lock()
 	q.filter = f
 	q.filterMu.Unlock()
-	q.pages = []int64{0}
+	q.pages = []engine.QueueCursor{{}}
 	q.checked = map[int64]bool{}
+	q.allMatching = false
 	q.notice = ""
 	q.u.goBG(q.reload)
 }
 
-func (q *queueView) pageOlder() {
+// pageNext shows the page after this one in the order chosen.
+func (q *queueView) pageNext() {
 	if len(q.rows) < queuePage {
 		return
 	}
-	q.pages = append(q.pages, q.rows[len(q.rows)-1].ID)
+	q.pages = append(q.pages, q.rows[len(q.rows)-1].Cursor)
 	q.u.goBG(q.reload)
 }
 
-func (q *queueView) pageNewer() {
+func (q *queueView) pagePrev() {
 	if len(q.pages) <= 1 {
 		return
 	}
@@ -458,24 +492,29 @@ func (q *queueView) pageNewer() {
 	q.u.goBG(q.reload)
 }
 
-// reload reads the current page. It calls the engine: not on the Fyne
-// goroutine.
+// reload reads the current page and how many rows the filter matches. It
+// calls the engine: not on the Fyne goroutine.
 func (q *queueView) reload() {
 	q.loadMu.Lock()
 	defer q.loadMu.Unlock()
 	q.filterMu.Lock()
 	f := q.filter
 	q.filterMu.Unlock()
-	var before int64
+	var after engine.QueueCursor
 	pageNo := 0
 	q.u.doAndWait(func() {
-		before = q.pages[len(q.pages)-1]
+		after = q.pages[len(q.pages)-1]
 		pageNo = len(q.pages)
 	})
-	f.BeforeID = before
+	f.After = after
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
 	rows, err := q.u.eng.List(ctx, f)
+	var matching int
+	var capped bool
+	if err == nil {
+		matching, capped, err = q.count(ctx, f)
+	}
 	q.u.do(func() {
 		if err != nil {
 			q.status.SetText("Could not read the queue: " + err.Error())
@@ -483,22 +522,194 @@ func (q *queueView) reload() {
 			return
 		}
 		q.rows = rows
-		q.sortRows()
+		q.matching, q.matchingCapped = matching, capped
 		q.table.Refresh()
 		q.pageInfo.SetText(fmt.Sprintf("Page %d", pageNo))
 		if pageNo > 1 {
-			q.newer.Enable()
+			q.prev.Enable()
 		} else {
-			q.newer.Disable()
+			q.prev.Disable()
 		}
 		if len(rows) == queuePage {
-			q.older.Enable()
+			q.next.Enable()
 		} else {
-			q.older.Disable()
+			q.next.Disable()
 		}
+		q.updateSelectAll()
 		q.updateStatus()
 		q.u.done()
 	})
+}
+
+// count is how many recipients the filter matches. A filter of states
+// alone is counted at every reload (the engine keeps those counts); one
+// with search text only when the filter changed, or after an action.
+func (q *queueView) count(ctx context.Context, f engine.QueueFilter) (int, bool, error) {
+	key := fmt.Sprint(f.States, "\x00", f.Text)
+	q.filterMu.Lock()
+	if f.Text != "" && key == q.countedFor {
+		n, capped := q.counted, q.countedCapped
+		q.filterMu.Unlock()
+		return n, capped, nil
+	}
+	q.filterMu.Unlock()
+	n, capped, err := q.u.eng.CountMatching(ctx, engine.QueueFilter{States: f.States, Text: f.Text}, countLimit)
+	if err != nil {
+		return 0, false, err
+	}
+	q.filterMu.Lock()
+	q.countedFor, q.counted, q.countedCapped = key, n, capped
+	q.filterMu.Unlock()
+	return n, capped, nil
+}
+
+// recount makes the next reload count again: an action changed the queue.
+func (q *queueView) recount() {
+	q.filterMu.Lock()
+	q.countedFor = ""
+	q.filterMu.Unlock()
+}
+
+// matchingWords is how many rows match, in words: "1,234" or "100,000+".
+func (q *queueView) matchingWords() string {
+	n := thousands(q.matching)
+	if q.matchingCapped {
+		n += "+"
+	}
+	return n
+}
+
+// updateSelectAll offers "Select all N matching" when the filter matches
+// more rows than this page shows, and a way back once chosen.
+func (q *queueView) updateSelectAll() {
+	switch {
+	case q.allMatching:
+		q.selectAll.SetText("Only ticked rows")
+		q.selectAll.Show()
+	case q.matching > len(q.rows):
+		q.selectAll.SetText(fmt.Sprintf("Select all %s matching", q.matchingWords()))
+		q.selectAll.Show()
+	default:
+		q.selectAll.Hide()
+	}
+}
+
+// toggleAllMatching chooses everything the filter matches for the
+// actions, or goes back to the ticked rows.
+func (q *queueView) toggleAllMatching() {
+	q.notice = ""
+	q.allMatching = !q.allMatching
+	q.checked = map[int64]bool{}
+	q.table.Refresh()
+	q.updateSelectAll()
+	q.updateStatus()
+}
+
+// filterWords describes the current filter for a confirmation: "the
+// filter "Held" and the search "acme"".
+func (q *queueView) filterWords() string {
+	q.filterMu.Lock()
+	text := q.filter.Text
+	q.filterMu.Unlock()
+	w := fmt.Sprintf("the filter %q", q.stateSel.Selected)
+	if text != "" {
+		w += fmt.Sprintf(" and the search %q", text)
+	}
+	return w
+}
+
+// matchingActions say, per action, what the confirmation asks and what
+// the outcome reports.
+var matchingActions = map[string]struct{ title, does, did string }{
+	"retry":   {"Retry all matching mail now?", "tries again now", "Will try again now"},
+	"hold":    {"Hold all matching mail?", "holds", "Held"},
+	"release": {"Release all matching mail?", "releases", "Released"},
+	"bounce":  {"Return all matching mail to its senders?", "stops trying to deliver, and tells the senders it failed,", "Returned to the senders"},
+	"delete":  {"Delete all matching mail?", "deletes, without telling the senders,", "Deleted"},
+}
+
+// actOnMatching asks for confirmation and runs an action on everything
+// the filter matches.
+func (q *queueView) actOnMatching(action string) {
+	words, ok := matchingActions[action]
+	if !ok {
+		q.notice = "Send at… works on ticked rows: tick the messages to schedule (or choose \"Only ticked rows\")."
+		q.updateStatus()
+		return
+	}
+	q.filterMu.Lock()
+	f := q.filter
+	q.filterMu.Unlock()
+	f.After, f.Limit = engine.QueueCursor{}, 0
+	text := fmt.Sprintf("This %s the mail to %s recipients: everything that matches %s, on every page, not only the rows shown. Mail being sent at this moment is left as it is.",
+		words.does, q.matchingWords(), q.filterWords())
+	dialog.ShowConfirm(words.title, text, func(yes bool) {
+		if yes {
+			q.runMatching(action, f)
+		}
+	}, q.u.window)
+}
+
+// matchingTimeout bounds an action on everything matching: it works in
+// short transactions, a few seconds per ten thousand recipients.
+const matchingTimeout = 10 * time.Minute
+
+// runMatching applies an action to everything a filter matches on a
+// goroutine and says what happened.
+func (q *queueView) runMatching(action string, f engine.QueueFilter) {
+	for _, b := range q.actions {
+		b.Disable()
+	}
+	var changed, skipped int
+	q.u.background(matchingTimeout, func(ctx context.Context) error {
+		var err error
+		changed, skipped, err = q.u.eng.ApplyMatching(ctx, action, f)
+		return err
+	}, func(err error) {
+		for _, b := range q.actions {
+			b.Enable()
+		}
+		q.notice = matchingOutcome(matchingActions[action].did, changed, skipped, err)
+		q.allMatching = false
+		q.checked = map[int64]bool{}
+		q.recount()
+		q.updateStatus()
+		q.u.goBG(q.reload)
+		q.u.goBG(q.u.Refresh)
+	})
+}
+
+// matchingOutcome says in words what an action on everything matching did.
+func matchingOutcome(did string, changed, skipped int, err error) string {
+	var b strings.Builder
+	switch {
+	case changed > 0:
+		word := " recipients"
+		if changed == 1 {
+			word = " recipient"
+		}
+		fmt.Fprintf(&b, "%s: mail to %s.", did, thousands(changed)+word)
+	case err == nil:
+		b.WriteString("Nothing needed changing: none of the matching mail was in a state this applies to.")
+	}
+	if skipped > 0 {
+		fmt.Fprintf(&b, " %s being sent at that moment and left as %s; try again once sent.",
+			map[bool]string{true: "1 was", false: thousands(skipped) + " were"}[skipped == 1],
+			map[bool]string{true: "it was", false: "they were"}[skipped == 1])
+	}
+	if err != nil {
+		fmt.Fprintf(&b, " It stopped before the end: %v", err)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// thousands writes n with thousands separators: 100000 as "100,000".
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func (q *queueView) updateStatus() {
@@ -510,6 +721,10 @@ func (q *queueView) updateStatus() {
 	}
 	if len(q.rows) == 0 {
 		q.status.SetText("No mail matches.")
+		return
+	}
+	if q.allMatching {
+		q.status.SetText(fmt.Sprintf("All %s matching rows are selected, on every page. Choose an action.", q.matchingWords()))
 		return
 	}
 	if n := len(q.checked); n > 0 {
@@ -581,8 +796,9 @@ func (q *queueView) tickPage(on bool) {
 	q.updateStatus()
 }
 
-// sortBy sorts the page by a column; a second tap reverses the order, a
-// third goes back to newest first.
+// sortBy sorts the whole queue by a column (the engine sorts, and the
+// pages follow that order); a second tap reverses the order, a third goes
+// back to newest first. It starts again at the first page.
 func (q *queueView) sortBy(col int) {
 	q.notice = ""
 	switch {
@@ -593,50 +809,12 @@ func (q *queueView) sortBy(col int) {
 	default:
 		q.sortCol, q.sortDesc = 0, false
 	}
-	q.sortRows()
+	q.filterMu.Lock()
+	q.filter.Sort, q.filter.Reverse = queueColumns[q.sortCol].sort, q.sortDesc
+	q.filterMu.Unlock()
+	q.pages = []engine.QueueCursor{{}}
 	q.table.Refresh()
-	q.updateStatus()
-}
-
-// sortRows orders the page as sortCol and sortDesc say. Paging stays by
-// arrival (the store pages by ID), so sorting orders the page shown.
-func (q *queueView) sortRows() {
-	key := func(r engine.QueueRow) (string, int64) {
-		switch q.sortCol {
-		case 1:
-			return stateWords(r.State), 0
-		case 2:
-			return strings.ToLower(r.Sender), 0
-		case 3:
-			return strings.ToLower(r.Address), 0
-		case 4:
-			return strings.ToLower(r.Subject), 0
-		case 5:
-			return "", r.Size
-		case 6:
-			return "", int64(r.Attempts)
-		case 7:
-			if r.NextAttempt.IsZero() || r.State.Final() {
-				return "", math.MaxInt64
-			}
-			return "", r.NextAttempt.UnixMilli()
-		case 8:
-			return strings.ToLower(r.LastError + r.HeldReason), 0
-		}
-		return "", -r.ID
-	}
-	sort.SliceStable(q.rows, func(i, j int) bool {
-		si, ni := key(q.rows[i])
-		sj, nj := key(q.rows[j])
-		less := si < sj || si == sj && ni < nj
-		if q.sortDesc {
-			less = si > sj || si == sj && ni > nj
-		}
-		if si == sj && ni == nj {
-			return q.rows[i].ID > q.rows[j].ID
-		}
-		return less
-	})
+	q.u.goBG(q.reload)
 }
 
 // showDetail reads and shows one message.

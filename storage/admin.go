@@ -135,110 +135,6 @@ func (s *Store) Attempts(ctx context.Context, messageID int64) ([]Attempt, error
 	return out, rows.Err()
 }
 
-// Filter selects rows of the queue listing. Zero fields select everything.
-type Filter struct {
-	States    []State
-	Sender    string // exact address
-	Recipient string // exact address
-	Text      string // substring of sender, recipient or subject
-	BeforeID  int64  // keyset paging: only recipient IDs below this (0 = from the newest)
-	Limit     int    // default 100
-}
-
-// Row is one line of the queue listing: a recipient and its message.
-type Row struct {
-	Recipient
-	Sender     string
-	Subject    string
-	Size       int64
-	ReceivedAt time.Time
-	AuthUser   string
-}
-
-// List returns a page of the queue, newest first. Pass the last row's
-// Recipient.ID as the next page's BeforeID.
-func (s *Store) List(ctx context.Context, f Filter) ([]Row, error) {
-	q, args := listQuery(f)
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		var row Row
-		var recv int64
-		var err error
-		row.Recipient, err = scanRecipient(rows, &row.Sender, &row.Subject, &row.Size, &recv, &row.AuthUser)
-		if err != nil {
-			return nil, err
-		}
-		row.ReceivedAt = fromMS(recv)
-		out = append(out, row)
-	}
-	return out, rows.Err()
-}
-
-// listQuery is List's SQL: keyset paging on the recipient ID, newest
-// first, answered from indexes.
-func listQuery(f Filter) (string, []any) {
-	var where []string
-	var args []any
-	if f.Sender != "" {
-		where = append(where, "m.sender = ?")
-		args = append(args, f.Sender)
-	}
-	if f.Recipient != "" {
-		where = append(where, "r.address = ?")
-		args = append(args, f.Recipient)
-	}
-	if f.Text != "" {
-		where = append(where, "(instr(lower(r.address), ?) OR instr(lower(m.sender), ?) OR instr(lower(m.subject), ?))")
-		t := strings.ToLower(f.Text)
-		args = append(args, t, t, t)
-	}
-	if f.BeforeID > 0 {
-		where = append(where, "r.id < ?")
-		args = append(args, f.BeforeID)
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	selectFrom := "SELECT " + recipientColumns + ", m.sender, m.subject, m.size, m.received_at, m.auth_user" +
-		" FROM recipients r JOIN messages m ON m.id = r.message_id"
-	page := func(cond []string) string {
-		q := selectFrom
-		if len(cond) > 0 {
-			q += " WHERE " + strings.Join(cond, " AND ")
-		}
-		return q + " ORDER BY r.id DESC LIMIT ?"
-	}
-	states := slices.Compact(slices.Sorted(slices.Values(f.States))) // "queued,queued" lists each row once
-	var q string
-	switch len(states) {
-	case 0:
-		q = page(where)
-		args = append(args, limit)
-	case 1:
-		q = page(append([]string{"r.state = ?"}, where...))
-		args = append([]any{string(states[0])}, append(args, limit)...)
-	default:
-		// One page per state, each read newest first from the (state, id)
-		// index, then merged: "state IN (...)" would sort every matching
-		// recipient to find the newest few.
-		var arms []string
-		var all []any
-		for _, st := range states {
-			arms = append(arms, "SELECT * FROM ("+page(append([]string{"r.state = ?"}, where...))+")")
-			all = append(append(append(all, string(st)), args...), limit)
-		}
-		q = strings.Join(arms, " UNION ALL ") + " ORDER BY 1 DESC LIMIT ?"
-		args = append(all, limit)
-	}
-	return q, args
-}
-
 // CountByState returns how many recipients are in each state. It reads a
 // table kept by triggers, so it costs the same at any queue size.
 func (s *Store) CountByState(ctx context.Context) (map[State]int, error) {
@@ -349,4 +245,117 @@ func (s *Store) Apply(ctx context.Context, messageID int64, action Action, at, n
 		return fmt.Errorf("message %d: %w", messageID, ErrNothingToDo)
 	})
 	return int(n), err
+}
+
+// applyBatch is how many recipients ApplyMatching changes in one
+// transaction: enough that a large queue takes few of them, few enough
+// that intake and delivery wait a few milliseconds at most for each.
+const applyBatch = 500
+
+// ApplyMatching performs an action on every recipient the filter selects
+// (its order and cursor are ignored), in short transactions of applyBatch
+// recipients so that the queue is never locked for long. Unlike Apply it
+// acts on the matching recipients only, not on their whole messages:
+// Delete removes those recipients, and a message once none is left.
+//
+// Recipients being sent are left alone and counted in skipped: the
+// attempt's result would undo the change, or a delivered message would be
+// bounced. Those the action does not apply to (Release of mail that is not
+// held, anything on mail already sent) are neither changed nor skipped.
+// Schedule is not offered here: it applies to chosen messages (Apply).
+func (s *Store) ApplyMatching(ctx context.Context, f Filter, action Action, now time.Time, reason string) (changed, skipped int, err error) {
+	if action == Schedule || action < Retry || action > Schedule {
+		return 0, 0, fmt.Errorf("action %d cannot be applied to everything matching a filter", action)
+	}
+	// Walk the matching recipients oldest first by ID: a recipient the
+	// action moves into another state of the filter (Retry of deferred
+	// mail makes it queued) lies behind the cursor and is not met again.
+	walk := Filter{States: f.States, Sender: f.Sender, Recipient: f.Recipient, Text: f.Text, Reverse: true, Limit: applyBatch}
+	for {
+		rows, err := s.List(ctx, walk)
+		if err != nil {
+			return changed, skipped, err
+		}
+		if len(rows) == 0 {
+			return changed, skipped, nil
+		}
+		c, sk, err := s.applyBatch(ctx, rows, f.States, action, now, reason)
+		changed, skipped = changed+c, skipped+sk
+		if err != nil {
+			return changed, skipped, err
+		}
+		walk.After = rows[len(rows)-1].Cursor
+	}
+}
+
+// applyBatch is one transaction of ApplyMatching. The rows were read
+// before it began, so their state is checked again: only those still in
+// one of the filter's states change.
+func (s *Store) applyBatch(ctx context.Context, rows []Row, states []State, action Action, now time.Time, reason string) (changed, skipped int, err error) {
+	ids := make([]any, len(rows))
+	messages := make([]any, 0, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+		if i == 0 || r.MessageID != rows[i-1].MessageID {
+			messages = append(messages, r.MessageID)
+		}
+	}
+	byID := "id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	match := byID + " AND state <> 'sending'"
+	if len(states) > 0 {
+		match += " AND state IN (?" + strings.Repeat(", ?", len(states)-1) + ")"
+	}
+	matchArgs := slices.Clone(ids)
+	for _, st := range states {
+		matchArgs = append(matchArgs, string(st))
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var sending int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipients WHERE "+byID+" AND state = 'sending'", ids...).Scan(&sending); err != nil {
+			return err
+		}
+		open := " AND state NOT IN ('sent', 'bounced', 'expired')"
+		var q string
+		var args []any
+		switch action {
+		case Retry:
+			q = "UPDATE recipients SET state = 'queued', next_attempt = ?, updated_at = ? WHERE " + match + open + " AND state <> 'held'"
+			args = []any{ms(now), ms(now)}
+		case Release:
+			q = "UPDATE recipients SET state = 'queued', next_attempt = ?, held_reason = '', updated_at = ? WHERE " + match + " AND state = 'held'"
+			args = []any{ms(now), ms(now)}
+		case Hold:
+			q = "UPDATE recipients SET state = 'held', next_attempt = NULL, held_reason = ?, updated_at = ? WHERE " + match + open + " AND state <> 'held'"
+			args = []any{reason, ms(now)}
+		case Bounce:
+			q = `UPDATE recipients SET state = 'bounced', next_attempt = NULL, last_code = 0, last_error = ?, updated_at = ?,
+				notify = (SELECT m.sender <> '' AND m.is_dsn = 0 FROM messages m WHERE m.id = recipients.message_id)
+				WHERE ` + match + open
+			args = []any{reason, ms(now)}
+		case Delete:
+			q = "DELETE FROM recipients WHERE " + match
+		}
+		res, err := tx.ExecContext(ctx, q, append(args, matchArgs...)...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if action == Delete {
+			// A message goes with its last recipient.
+			_, err = tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN (?"+strings.Repeat(", ?", len(messages)-1)+
+				") AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id)", messages...)
+			if err != nil {
+				return err
+			}
+		}
+		changed, skipped = int(n), sending
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("applying to recipients %d to %d: %w", rows[0].ID, rows[len(rows)-1].ID, classify(err))
+	}
+	return changed, skipped, nil
 }
