@@ -161,11 +161,10 @@ func (v *usersView) redraw() {
 			"quota":    widget.NewButton("Set limits…", func() { v.askQuota(name) }),
 			"remove":   widget.NewButtonWithIcon("Remove", theme.DeleteIcon(), func() { v.confirmRemove(name) }),
 		}
-		buttons["remove"].Importance = widget.DangerImportance
+		// Not red: a row of red buttons shouts, and Remove asks first.
 		v.rowButtons[name] = buttons
 		label := widget.NewLabelWithStyle(name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 		quota := widget.NewLabel(quotaWords(usr))
-		quota.Importance = widget.LowImportance
 		if used, ok := v.usage[name]; ok {
 			quota.SetText(usageWords(usr, used))
 			if atLimit(usr, used) {
