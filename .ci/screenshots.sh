@@ -158,11 +158,12 @@ read -r held scheduled <<<"$ids"
 kill "$serve"
 wait "$serve" 2>/dev/null || true
 
-mkfifo "$work/displayfd"
-Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/displayfd" >"$work/xvfb.log" 2>&1 &
-pids+=($!)
-read -r -t 30 display <"$work/displayfd"
-export DISPLAY=":$display"
+# shellcheck source=.ci/xvfb.sh
+. .ci/xvfb.sh
+rc=0
+start_xvfb "$work" "$work/xvfb.log" || rc=$?
+pids+=("$xvfb_pid")
+((rc == 0)) || exit 1
 
 # window TITLE: the id of the window with that title, once it is drawn.
 window() {

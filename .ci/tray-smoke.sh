@@ -46,17 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkfifo "$work/displayfd"
-Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/displayfd" \
-	>"$outdir/tray-xvfb.log" 2>&1 &
-xvfb_pid=$!
-display=
-if ! read -r -t 30 display <"$work/displayfd" || [[ -z $display ]]; then
-	echo "tray-smoke: Xvfb did not start within 30s; its log:" >&2
-	cat "$outdir/tray-xvfb.log" >&2
-	exit 1
-fi
-export DISPLAY=":$display"
+# shellcheck source=.ci/xvfb.sh
+. "$here/xvfb.sh"
+start_xvfb "$work" "$outdir/tray-xvfb.log" || exit 1
 # A real locale: Fyne complains about "C".
 export LANG=en_GB.UTF-8 LC_ALL=
 

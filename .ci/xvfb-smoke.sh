@@ -55,20 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# -displayfd lets Xvfb pick a free display number itself and report it once
-# it accepts connections, so there is neither a race for :99 with another
-# run nor a guess at when the server is ready.
-mkfifo "$work/displayfd"
-Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/displayfd" \
-	>"$outdir/xvfb.log" 2>&1 &
-xvfb_pid=$!
-display=
-if ! read -r -t 30 display <"$work/displayfd" || [[ -z $display ]]; then
-	echo "xvfb-smoke: Xvfb did not start within 30s; its log:" >&2
-	cat "$outdir/xvfb.log" >&2
-	exit 1
-fi
-export DISPLAY=":$display"
+# shellcheck source=.ci/xvfb.sh
+. "$(dirname "${BASH_SOURCE[0]}")/xvfb.sh"
+start_xvfb "$work" "$outdir/xvfb.log" || exit 1
 echo "xvfb-smoke: Xvfb on $DISPLAY"
 
 # No D-Bus session: the tray is simply absent, as on a desktop without one.
