@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -435,7 +436,21 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprint(c, "EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\nSubject: half\r\n")
+	fmt.Fprint(c, "EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+	// Signal only once the relay is in DATA: before that, the session may
+	// not even be accepted yet, and closing the listener would end it.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("waiting for 354: %v", err)
+		}
+		if strings.HasPrefix(line, "354") {
+			break
+		}
+	}
+	fmt.Fprint(c, "Subject: half\r\n")
 
 	srv.cmd.Process.Signal(os.Interrupt)
 	deadline := time.Now().Add(30 * time.Second)
