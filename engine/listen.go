@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -119,6 +120,15 @@ const (
 	sockKinds
 )
 
+// listenTCP opens a listening socket for SMTP clients. TCP keepalive is
+// off: the guard already drops a client that stays silent (idle and data
+// timeouts), and Go's default probes cost four system calls for every
+// connection accepted.
+func listenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 // openSockets opens the sockets s asks for (or takes Options' test
 // listeners). On error nothing is left open.
 func (e *Engine) openSockets(s config.Settings) ([sockKinds]net.Listener, error) {
@@ -127,7 +137,7 @@ func (e *Engine) openSockets(s config.Settings) ([sockKinds]net.Listener, error)
 	if ln == nil {
 		addr := net.JoinHostPort(s.Listen.Address, fmt.Sprint(s.Listen.Port))
 		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
+		if ln, err = listenTCP(addr); err != nil {
 			return socks, fmt.Errorf("cannot listen on %s: %w", addr, err)
 		}
 	}
@@ -176,7 +186,7 @@ func (e *Engine) reopenSockets(old, s config.Settings) (fresh [sockKinds]net.Lis
 			continue
 		}
 		addr := net.JoinHostPort(n.Address, fmt.Sprint(ports[k]))
-		ln, lerr := net.Listen("tcp", addr)
+		ln, lerr := listenTCP(addr)
 		if lerr != nil {
 			closeAll(fresh[:])
 			return fresh, changed, fmt.Errorf("cannot listen on %s: %w", addr, lerr)

@@ -138,7 +138,7 @@ func (e *Engine) openTLSListeners(address string, submissionPort, tlsPort int) (
 			return given, nil
 		}
 		addr := net.JoinHostPort(address, fmt.Sprint(port))
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listenTCP(addr)
 		if err != nil {
 			return nil, fmt.Errorf("cannot listen on %s: %w", addr, err)
 		}
