@@ -74,14 +74,18 @@ func (s *Store) Unclaim(ctx context.Context, recipientIDs []int64, at time.Time,
 	return int(n), err
 }
 
+// countUserMessages repeats the condition of the partial index it reads
+// (a non-empty auth_user, migration 0005): SQLite uses such an index only
+// when the query says so itself.
+const countUserMessages = "SELECT count(*) FROM messages WHERE auth_user = ? AND auth_user <> '' AND received_at >= ?"
+
 // CountUserMessages returns how many stored messages the authenticated
 // user sent since the given time (from the index on auth_user and
 // received_at, so it costs the same whatever the queue's size). Messages
 // deleted from the queue no longer count.
 func (s *Store) CountUserMessages(ctx context.Context, user string, since time.Time) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE auth_user = ? AND received_at >= ?",
-		user, ms(since)).Scan(&n)
+	err := s.db.QueryRowContext(ctx, countUserMessages, user, ms(since)).Scan(&n)
 	return n, classify(err)
 }
 

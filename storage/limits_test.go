@@ -112,11 +112,15 @@ func TestCountUserMessagesAndQuota(t *testing.T) {
 func TestLimitQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	s := openTest(t)
-	for q, index := range map[string]string{
-		`SELECT count(*) FROM messages WHERE auth_user = 'u' AND received_at >= 5`:                                                                                        "messages_auth_user",
-		`SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.next_attempt <= 5 AND r.domain NOT IN ('a', 'b') ORDER BY r.next_attempt LIMIT 100`: "recipients_due",
+	for _, c := range []struct {
+		q, index string
+		args     []any
+	}{
+		{countUserMessages, "messages_auth_user", []any{"u", 5}},
+		{`SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.next_attempt <= 5 AND r.domain NOT IN ('a', 'b') ORDER BY r.next_attempt LIMIT 100`, "recipients_due", nil},
 	} {
-		joined := queryPlan(t, s, q)
+		q, index := c.q, c.index
+		joined := queryPlan(t, s, q, c.args...)
 		if !strings.Contains(joined, index) || strings.Contains(joined, "SCAN") {
 			t.Errorf("query %q is planned as %q; want a search of %s", q, joined, index)
 		}

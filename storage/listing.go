@@ -73,7 +73,9 @@ var sortColumns = map[Sort]sortColumn{
 	SortSender:    {expr: "m.sender COLLATE NOCASE", message: true},
 	SortSubject:   {expr: "m.subject COLLATE NOCASE", message: true},
 	SortSize:      {expr: "m.size", message: true},
-	SortReceived:  {expr: "m.received_at", message: true},
+	// IDs are given in order of arrival, and received_at is the arrival:
+	// the table's own order is the received order (migration 0005).
+	SortReceived: {expr: "m.id", message: true},
 }
 
 // ParseSort returns the order a name (as in Sorts, or "newest") stands for.
@@ -335,8 +337,9 @@ func filterWhere(f Filter) ([]string, []any) {
 	var where []string
 	var args []any
 	if f.Sender != "" {
-		where = append(where, "m.sender = ?")
-		args = append(args, f.Sender)
+		// The case-blind index finds the few candidates (migration 0005).
+		where = append(where, "m.sender = ? COLLATE NOCASE", "m.sender = ?")
+		args = append(args, f.Sender, f.Sender)
 	}
 	if f.Recipient != "" {
 		where = append(where, "r.address = ?")
