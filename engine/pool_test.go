@@ -18,6 +18,7 @@ import (
 type rawHop struct {
 	t  *testing.T
 	ln net.Listener
+	rawHopOptions
 
 	mu        sync.Mutex
 	conns     []net.Conn
@@ -26,12 +27,27 @@ type rawHop struct {
 	msgs      chan string
 }
 
-func newRawHop(t *testing.T) *rawHop {
+// rawHopOptions change how a rawHop behaves.
+type rawHopOptions struct {
+	// pipelining offers PIPELINING. The hop still answers one line at a
+	// time, which a pipelining client cannot tell from a server that
+	// reads ahead.
+	pipelining bool
+	// hangUp closes each connection right after the first message taken
+	// on it (after a 421 when bye421 is set too), as a server does with a
+	// client that stays idle: a session kept for reuse is then dead when
+	// its next message comes.
+	hangUp, bye421 bool
+}
+
+func newRawHop(t *testing.T) *rawHop { return newRawHopWith(t, rawHopOptions{}) }
+
+func newRawHopWith(t *testing.T, opts rawHopOptions) *rawHop {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &rawHop{t: t, ln: ln, msgs: make(chan string, 10)}
+	h := &rawHop{t: t, ln: ln, rawHopOptions: opts, msgs: make(chan string, 10)}
 	t.Cleanup(func() { ln.Close(); h.dropAll() })
 	go func() {
 		for {
@@ -62,7 +78,11 @@ func (h *rawHop) serve(c net.Conn) {
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
 		switch verb {
 		case "EHLO":
-			reply("250-raw.test\r\n250 8BITMIME")
+			if h.pipelining {
+				reply("250-raw.test\r\n250-8BITMIME\r\n250 PIPELINING")
+			} else {
+				reply("250-raw.test\r\n250 8BITMIME")
+			}
 		case "NOOP":
 			reply("250 2.0.0 OK")
 			h.mu.Lock()
@@ -89,6 +109,12 @@ func (h *rawHop) serve(c net.Conn) {
 			}
 			h.msgs <- body.String()
 			reply("250 2.0.0 OK: queued")
+			if h.hangUp {
+				if h.bye421 {
+					reply("421 4.4.2 raw.test closing: idle too long")
+				}
+				return
+			}
 		case "QUIT":
 			reply("221 2.0.0 bye")
 			return
@@ -212,5 +238,33 @@ func TestKeptConnectionNotUsedAfterTheSettingsChange(t *testing.T) {
 	sendAndWait(t, r, h, "two")
 	if n := h.connections(); n != 2 {
 		t.Fatalf("took %d connections, want 2: a kept one may not change its EHLO name", n)
+	}
+}
+
+// A kept session to a next hop with PIPELINING gets no NOOP check; when
+// the next hop has closed it, the message goes again at once on a new
+// connection, is taken exactly once, and counts as one attempt.
+func TestKeptPipeliningConnectionTheServerClosedSendsOnANewOneOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		bye421 bool
+	}{{"closed", false}, {"421 then closed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newRawHopWith(t, rawHopOptions{pipelining: true, hangUp: true, bye421: tc.bye421})
+			r := startRelay(t, rawHopSettings(h), Options{}, "")
+			sendAndWait(t, r, h, "one")
+			sendAndWait(t, r, h, "two")
+			h.none()
+			if n := h.connections(); n != 2 {
+				t.Errorf("%d connections, want 2 (one per message: the hop closed the first)", n)
+			}
+			for _, row := range r.waitFor("sent", allIn(storage.Sent)) {
+				if row.Attempts != 1 {
+					t.Errorf("recipient %d took %d attempts, want 1", row.ID, row.Attempts)
+				}
+			}
+		})
 	}
 }

@@ -7,26 +7,21 @@ import (
 	"time"
 )
 
-// trackConn is the raw connection under go-smtp's Client (and under TLS).
-// It gives every write a deadline, which go-smtp does not set while message
-// data is written, and remembers whether a write failed, which tells whether
-// the final "." can have reached the server.
+// trackConn is the raw connection of a session (under TLS when there is
+// TLS). It gives every write a deadline, which neither go-smtp's Client
+// nor the session's own commands (commands.go) set, so that a next hop
+// that stops reading cannot hold a write forever.
 type trackConn struct {
 	net.Conn
 	writeTimeout time.Duration
-	writeFailed  bool
 }
 
-// Write sets a fresh write deadline and records failures.
+// Write sets a fresh write deadline.
 func (c *trackConn) Write(p []byte) (int, error) {
 	if c.writeTimeout > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.writeFailed = true
-	}
-	return n, err
+	return c.Conn.Write(p)
 }
 
 // greetedConn replays a greeting before the real data, for a Client made on a

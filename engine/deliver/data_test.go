@@ -11,7 +11,8 @@ import (
 	"testing/iotest"
 )
 
-// viaTextproto is what go-smtp's DATA writer puts on the wire for content.
+// viaTextproto is what go-smtp's DATA writer puts on the wire for content,
+// the final "." line included.
 func viaTextproto(t *testing.T, content []byte) []byte {
 	t.Helper()
 	var wire bytes.Buffer
@@ -26,24 +27,18 @@ func viaTextproto(t *testing.T, content []byte) []byte {
 	return wire.Bytes()
 }
 
-// viaWriteContent is what writeContent puts on the wire, the DATA writer's
-// part included, reading content a few bytes at a time so that lines and
-// dots fall across reads and writes.
-func viaWriteContent(t *testing.T, content []byte) []byte {
+// viaWriteMessage is what writeMessage puts on the wire, reading content a
+// few bytes at a time so that lines and dots fall across reads and writes.
+func viaWriteMessage(t *testing.T, content []byte) []byte {
 	t.Helper()
 	var wire bytes.Buffer
-	bw := bufio.NewWriter(&wire)
-	dw := textproto.NewWriter(bw).DotWriter()
-	if err := writeContent(&wire, dw, iotest.HalfReader(bytes.NewReader(content))); err != nil {
-		t.Fatal(err)
-	}
-	if err := dw.Close(); err != nil {
+	if err := writeMessage(&wire, iotest.HalfReader(bytes.NewReader(content))); err != nil {
 		t.Fatal(err)
 	}
 	return wire.Bytes()
 }
 
-func TestWriteContentMatchesTheDATAWriter(t *testing.T) {
+func TestWriteMessageMatchesTheDATAWriter(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
 		"plain":              testBody,
@@ -51,13 +46,15 @@ func TestWriteContentMatchesTheDATAWriter(t *testing.T) {
 		"bare LF":            "a\nb\n.c\n",
 		"no final CRLF":      "Subject: x\r\n\r\nno end",
 		"ends with a dot":    "x\r\n.",
+		"ends with a CR":     "x\r\ny\r",
+		"CR then dot":        "x\r.y\r\n",
 		"empty":              "",
 		"only a line break":  "\r\n",
 		"flushed at the end": strings.Repeat("w", dataChunk-2) + "\r\n",
 		"long lines":         strings.Repeat("y", 3*dataChunk) + "\r\n." + strings.Repeat("z", dataChunk) + "\r\n",
 	}
 	for name, content := range cases {
-		if got, want := viaWriteContent(t, []byte(content)), viaTextproto(t, []byte(content)); !bytes.Equal(got, want) {
+		if got, want := viaWriteMessage(t, []byte(content)), viaTextproto(t, []byte(content)); !bytes.Equal(got, want) {
 			t.Errorf("%s: wrote %q, want %q", name, clip(got), clip(want))
 		}
 	}
@@ -65,7 +62,7 @@ func TestWriteContentMatchesTheDATAWriter(t *testing.T) {
 
 // Random content of lines made of letters, dots and line breaks (CRLF or
 // bare LF), long enough to cross the write chunks many times.
-func TestWriteContentMatchesTheDATAWriterOnRandomContent(t *testing.T) {
+func TestWriteMessageMatchesTheDATAWriterOnRandomContent(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	pieces := []string{"a", "bc", ".", "..", "\r\n", "\n", "\r\n.", "\n.", "defghij"}
@@ -75,7 +72,7 @@ func TestWriteContentMatchesTheDATAWriterOnRandomContent(t *testing.T) {
 			b.WriteString(pieces[r.IntN(len(pieces))])
 		}
 		content := []byte(b.String())
-		if got, want := viaWriteContent(t, content), viaTextproto(t, content); !bytes.Equal(got, want) {
+		if got, want := viaWriteMessage(t, content), viaTextproto(t, content); !bytes.Equal(got, want) {
 			i := 0
 			for i < min(len(got), len(want)) && got[i] == want[i] {
 				i++
@@ -87,14 +84,41 @@ func TestWriteContentMatchesTheDATAWriterOnRandomContent(t *testing.T) {
 
 func clip(b []byte) []byte { return b[:min(len(b), 80)] }
 
-func TestWriteContentReportsABrokenSourceAsSuch(t *testing.T) {
+func TestWriteMessageReportsABrokenSourceAsSuch(t *testing.T) {
 	t.Parallel()
 	var wire bytes.Buffer
 	broken := errors.New("disk read failed")
-	err := writeContent(&wire, &wire, iotest.DataErrReader(iotest.ErrReader(broken)))
+	err := writeMessage(&wire, iotest.DataErrReader(iotest.ErrReader(broken)))
 	var be *bodyError
 	if !errors.As(err, &be) || !errors.Is(err, broken) {
-		t.Fatalf("writeContent with a failing source: %v, want a bodyError wrapping the read error", err)
+		t.Fatalf("writeMessage with a failing source: %v, want a bodyError wrapping the read error", err)
+	}
+	if bytes.Contains(wire.Bytes(), []byte(".\r\n")) {
+		t.Fatalf("the end of the message was sent although its content could not be read: %q", wire.Bytes())
+	}
+}
+
+// writes counts the writes made to it.
+type writes struct {
+	bytes.Buffer
+	n int
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.n++
+	return w.Buffer.Write(p)
+}
+
+// A message that fits one write goes in one write, the final "." with it.
+func TestWriteMessageSendsASmallMessageInOneWrite(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("A line of a 4 KiB message.\r\n", 4096/28)
+	var w writes
+	if err := writeMessage(&w, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if w.n != 1 || w.String() != body+".\r\n" {
+		t.Fatalf("%d writes of %d bytes, want 1 write of the content and the final dot", w.n, w.Len())
 	}
 }
 

@@ -3,6 +3,7 @@ package deliver
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -87,6 +88,39 @@ func replyOf(err error) (r reply, ok bool) {
 		enhanced: formatEnhanced(se.EnhancedCode),
 		text:     oneLine(se.Message),
 	}, true
+}
+
+// parseReply converts a reply as net/textproto reads it (code, and the
+// lines' text joined by "\n") the way go-smtp converts one into an
+// SMTPError: a leading RFC 3463 code is taken off the first line, and off
+// the lines after it that repeat it (RFC 2034 has every line carry it).
+func parseReply(code int, msg string) reply {
+	enhanced, text := splitEnhanced(msg)
+	if enhanced != "" {
+		text = strings.ReplaceAll(text, "\n"+enhanced+" ", "\n")
+	}
+	return reply{code: code, enhanced: enhanced, text: oneLine(text)}
+}
+
+// positive reports whether r is in the class that lets the command go on:
+// 2 for most, 3 for DATA's "354 go ahead".
+func (r reply) positive(class int) bool { return r.code/100 == class }
+
+// refusal reports whether r is a 4xx or 5xx reply. Anything neither
+// positive nor a refusal is a protocol error, after which the dialogue
+// cannot be trusted.
+func (r reply) refusal() bool { return r.code >= 400 && r.code < 600 }
+
+// String renders r as the server said it, on one line.
+func (r reply) String() string {
+	parts := []string{strconv.Itoa(r.code)}
+	if r.enhanced != "" {
+		parts = append(parts, r.enhanced)
+	}
+	if r.text != "" {
+		parts = append(parts, r.text)
+	}
+	return strings.Join(parts, " ")
 }
 
 // formatEnhanced renders an RFC 3463 code, or "" when the server sent none

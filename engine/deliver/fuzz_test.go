@@ -9,9 +9,13 @@ import (
 )
 
 // FuzzSMTPDialogue plays a scripted next hop (one reply per |-separated
-// part of the input, the first being the greeting) against Dial and Send, and checks
-// that whatever the server says, the client neither panics nor hangs, and
-// its results keep their promises.
+// part of the input, the first being the greeting) against Dial and Send,
+// and checks that whatever the server says, the client neither panics nor
+// hangs, and its results keep their promises. With PIPELINING in the EHLO
+// reply the dialogue is pipelined. When mode/3 is odd a second message
+// follows on the session, handed back by a Pool as a kept connection is
+// (checked with NOOP, or under PIPELINING by the RSET that starts the
+// group).
 func FuzzSMTPDialogue(f *testing.F) {
 	f.Add(uint8(0), "220 hi|250-hi\n250-SIZE 100\n250 8BITMIME|250 ok|250 ok|550 5.1.1 no|354 go|250 2.0.0 queued|221 bye")
 	f.Add(uint8(0), "220 hi|250 hi|250 ok|421 4.3.2 bye")
@@ -22,6 +26,17 @@ func FuzzSMTPDialogue(f *testing.F) {
 	f.Add(uint8(2), "220 hi|250-hi\n250 STARTTLS|454 4.7.0 no TLS today|250 ok|250 ok|250 ok|354 go|250 ok")
 	f.Add(uint8(2), "220 hi|250-hi\n250 STARTTLS|220 go ahead|250 ok")
 	f.Add(uint8(0), "220 hi|500 what|250 helo|250 ok|250 ok|250 ok|354 go|250 ok")
+	// Pipelined: mixed recipients, all refused with DATA refused or
+	// accepted (a lone "." follows), a 421 in the group, MAIL refused.
+	f.Add(uint8(0), "220 hi|250-hi\n250-PIPELINING\n250 8BITMIME|250 ok|250 ok|550 5.1.1 no|354 go|250 2.0.0 queued|221 bye")
+	f.Add(uint8(0), "220 hi|250-hi\n250 PIPELINING|250 ok|550 no|550 no|554 no valid recipients|221 bye")
+	f.Add(uint8(0), "220 hi|250-hi\n250 PIPELINING|250 ok|550 no|550 no|354 go|554 nothing to do|221 bye")
+	f.Add(uint8(0), "220 hi|250-hi\n250 PIPELINING|250 ok|421 4.3.2 closing")
+	f.Add(uint8(0), "220 hi|250-hi\n250 PIPELINING|553 5.1.8 bad sender|503 no MAIL|503 no MAIL|503 no MAIL|221 bye")
+	// A second message on the kept session: NOOP, or RSET in the group.
+	f.Add(uint8(3), "220 hi|250-hi\n250 PIPELINING|250 ok|250 ok|250 ok|354 go|250 queued|250 reset|250 ok|250 ok|250 ok|354 go|250 queued|221 bye")
+	f.Add(uint8(3), "220 hi|250-hi\n250 PIPELINING|250 ok|250 ok|250 ok|354 go|250 queued|421 4.4.2 idle too long")
+	f.Add(uint8(3), "220 hi|250 hi|250 ok|250 ok|250 ok|354 go|250 queued|250 noop|250 ok|250 ok|250 ok|354 go|250 queued|221 bye")
 	f.Fuzz(func(t *testing.T, mode uint8, script string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -30,26 +45,45 @@ func FuzzSMTPDialogue(f *testing.F) {
 			return
 		}
 		defer s.Close()
-		env := testEnvelope("a@example.net", "b@example.net")
-		results, err := s.Send(ctx, env)
-		if err == nil && len(results) != len(env.To) {
-			t.Fatalf("%d results for %d recipients", len(results), len(env.To))
+		checkSend(t, ctx, s)
+		if (mode/3)%2 == 0 {
+			return
 		}
-		for i, r := range results {
-			if err == nil && r.Rcpt != env.To[i] {
-				t.Fatalf("result %d is for %q, want %q", i, r.Rcpt, env.To[i])
-			}
-			if err != nil && r.Delivered() {
-				t.Fatalf("failed Send reports %s delivered", r.Rcpt)
-			}
-			if r.Permanent != (r.Code >= 500 && r.Code < 600) {
-				t.Fatalf("result %+v: Permanent does not match the code", r)
-			}
-		}
-		if DuplicatePossible(err) && IsPermanent(err) {
-			t.Fatalf("error both permanent and possibly delivered: %v", err)
+		p := NewPool(1, time.Minute)
+		defer p.CloseIdle()
+		p.Put("script", s)
+		if kept := p.Get(ctx, "script"); kept != nil {
+			checkSend(t, ctx, kept)
 		}
 	})
+}
+
+// checkSend sends a message to two recipients on s and checks the
+// promises of Send's results and error.
+func checkSend(t *testing.T, ctx context.Context, s *Session) {
+	t.Helper()
+	env := testEnvelope("a@example.net", "b@example.net")
+	results, err := s.Send(ctx, env)
+	if err == nil && len(results) != len(env.To) {
+		t.Fatalf("%d results for %d recipients", len(results), len(env.To))
+	}
+	for i, r := range results {
+		if err == nil && r.Rcpt != env.To[i] {
+			t.Fatalf("result %d is for %q, want %q", i, r.Rcpt, env.To[i])
+		}
+		if err != nil && r.Delivered() {
+			t.Fatalf("failed Send reports %s delivered", r.Rcpt)
+		}
+		if r.Permanent != (r.Code >= 500 && r.Code < 600) {
+			t.Fatalf("result %+v: Permanent does not match the code", r)
+		}
+	}
+	if DuplicatePossible(err) && IsPermanent(err) {
+		t.Fatalf("error both permanent and possibly delivered: %v", err)
+	}
+	if err != nil && s.Usable() {
+		t.Fatalf("session still usable after %v", err)
+	}
 }
 
 // FuzzSplitEnhanced checks the split of a leading enhanced status code.

@@ -18,13 +18,17 @@ import (
 // with (PoolKey): never from another source IP, under another TLS policy
 // or MTA-STS requirement, or with other smarthost credentials.
 //
-// Reuse must never lose or double-send mail. Get checks a session with
-// NOOP before handing it out (not RSET: go-smtp's client follows RSET with
-// a new EHLO; a transaction left open is reset by Send itself), so one the
-// next hop closed while idle (most servers drop idle clients after a
-// while, some with a 421) is noticed before any message is started on it. A connection can still die between
-// that check and the next command; the caller then sends the message again
-// on a fresh session, which is safe because nothing of a message counts
+// Reuse must never lose or double-send mail. Most servers drop idle
+// clients after a while, some with a 421, so a kept session may be dead.
+// For a server without PIPELINING, Get checks the session with NOOP
+// before handing it out (a transaction left open is reset by Send
+// itself), so that a dead one is noticed before any message is started on
+// it. For a server with PIPELINING that round trip is saved: the first
+// message on a reused session starts its pipelined group with RSET, and a
+// connection failure or a 421 in place of RSET's reply means the kept
+// connection was dead. Either way a connection can die after its check,
+// before the message is done; the caller then sends the message again on
+// a fresh session, which is safe because nothing of a message counts
 // until the reply to its final "." (see Reused and DuplicatePossible).
 type Pool struct {
 	maxIdle int
@@ -57,8 +61,9 @@ func PoolKey(cfg *Config, route Route) string {
 		c.Port, c.RootCAs, c.ConnectTimeout, c.CommandTimeout, c.DataTimeout)
 }
 
-// Get returns an idle session for key that answered NOOP, marked as reused,
-// or nil. Sessions that fail the check are closed.
+// Get returns an idle session for key, marked as reused, or nil: one with
+// PIPELINING as it is (Send checks it with its first reply), any other
+// once it has answered NOOP. Sessions that fail the check are closed.
 func (p *Pool) Get(ctx context.Context, key string) *Session {
 	for {
 		p.mu.Lock()
@@ -71,6 +76,10 @@ func (p *Pool) Get(ctx context.Context, key string) *Session {
 		p.take(key, len(list)-1)
 		p.mu.Unlock()
 		e.timer.Stop()
+		if e.s.pipelining && e.s.Usable() {
+			e.s.reused = true
+			return e.s
+		}
 		if err := e.s.check(ctx); err != nil {
 			e.s.Close()
 			continue

@@ -72,10 +72,14 @@ type Session struct {
 	route  Route
 	where  string // "host [addr]", for errors
 	conn   *trackConn
-	wire   net.Conn // what client writes to: conn, or TLS over it
-	client *smtp.Client
+	wire   net.Conn     // what is written to and read from: conn, or TLS over it
+	client *smtp.Client // the handshake only; then replies and out (commands.go)
 	info   ConnInfo
 
+	replies *textproto.Reader // every reply after the handshake
+	out     []byte            // commands queued for the next write
+
+	pipelining, hasSize      bool
 	has8BitMIME, hasSMTPUTF8 bool
 	needReset                bool  // a transaction was left open
 	broken                   error // why the connection is unusable
@@ -330,8 +334,7 @@ func openSession(ctx context.Context, c *Config, route Route, hop Hop, addr stri
 			return nil, e, false
 		}
 	}
-	s.has8BitMIME, _ = s.client.Extension("8BITMIME")
-	s.hasSMTPUTF8, _ = s.client.Extension("SMTPUTF8")
+	s.takeOver()
 	ok = true
 	return s, nil, false
 }
@@ -443,10 +446,7 @@ func (s *Session) check(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { s.conn.Conn.Close() })
 	defer stop()
-	// A next hop that went silent must not hold a delivery up for long.
-	s.client.CommandTimeout = min(s.cfg.CommandTimeout, 10*time.Second)
-	err := s.client.Noop()
-	s.client.CommandTimeout = s.cfg.CommandTimeout
+	err := s.simpleCommand("NOOP", 250, min(s.cfg.CommandTimeout, checkTimeout))
 	if err != nil {
 		s.broken = err
 		s.conn.Conn.Close()
@@ -455,18 +455,21 @@ func (s *Session) check(ctx context.Context) error {
 }
 
 // Send sends one message: MAIL FROM (with SIZE= when the server has SIZE,
-// SMTPUTF8 when needed; go-smtp adds BODY=8BITMIME whenever the server offers
-// it, which is harmless for 7-bit mail), one RCPT per recipient, each judged
-// on its own reply, and DATA when at least one was accepted; the reply to the
-// final "." applies to every accepted recipient.
+// SMTPUTF8 when needed, and BODY=8BITMIME whenever the server offers it,
+// as go-smtp's Client adds it), one RCPT per recipient, each judged on its
+// own reply, and DATA when at least one was accepted; the reply to the
+// final "." applies to every accepted recipient. When the server offers
+// PIPELINING (RFC 2920) the commands up to DATA go out together and the
+// message with its final "." in one more write (see send).
 //
 // With a nil error there is one result per env.To, in order. A non-nil error
 // means the connection is unusable (network failure, timeout, ctx ended);
-// the results then hold only the recipients refused at RCPT before the
-// failure, and every other recipient's fate is err's: temporary, and possibly
+// the results then hold only the recipients refused before the failure,
+// and every other recipient's fate is err's: temporary, and possibly
 // delivered when DuplicatePossible(err) says so. A 421 reply is a result
 // (temporary) for the recipients it concerns, and leaves the session
-// unusable.
+// unusable. On a Reused session, an error that is not DuplicatePossible
+// means nothing of the message counted.
 //
 // A message needing 8BITMIME or SMTPUTF8 that the server lacks gets
 // permanent results without anything being sent: this package does not
@@ -501,155 +504,6 @@ func (s *Session) Send(ctx context.Context, env Envelope) ([]RcptResult, error) 
 	return results, nil
 }
 
-// send is Send without the bookkeeping.
-func (s *Session) send(env Envelope) ([]RcptResult, *Error) {
-	results := make([]RcptResult, len(env.To))
-	for i, to := range env.To {
-		results[i] = RcptResult{Rcpt: to, Host: s.info.Host}
-	}
-	judged := make([]bool, len(env.To))
-	setAll := func(r reply, which []int) {
-		for _, i := range which {
-			s.apply(&results[i], r)
-			judged[i] = true
-		}
-	}
-	all := make([]int, len(env.To))
-	for i := range all {
-		all[i] = i
-	}
-	// refused returns the results of recipients judged so far, for the
-	// error path.
-	refused := func() []RcptResult {
-		var out []RcptResult
-		for i, r := range results {
-			if judged[i] && !r.Delivered() {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
-	connErr := func(what string, err error, duplicate bool) *Error {
-		return &Error{Host: s.where, Err: fmt.Errorf("%s: %w", what, err), DuplicatePossible: duplicate}
-	}
-
-	needUTF8 := env.SMTPUTF8 || !isASCII(env.From)
-	for _, to := range env.To {
-		needUTF8 = needUTF8 || !isASCII(to)
-	}
-	switch {
-	case !validAddress(env.From):
-		setAll(reply{553, "5.1.7", "not sent: the sender address is not valid"}, all)
-		return results, nil
-	case env.EightBit && !s.has8BitMIME:
-		setAll(reply{554, "5.6.3", fmt.Sprintf("not sent: %s does not support 8BITMIME and the message has 8-bit content (no conversion is done)", s.info.Host)}, all)
-		return results, nil
-	case needUTF8 && !s.hasSMTPUTF8:
-		setAll(reply{553, "5.6.7", fmt.Sprintf("not sent: %s does not support SMTPUTF8, which the message or its addresses need", s.info.Host)}, all)
-		return results, nil
-	}
-
-	if s.needReset {
-		if err := s.client.Reset(); err != nil {
-			return nil, connErr("RSET", err, false)
-		}
-		s.needReset = false
-	}
-
-	opts := &smtp.MailOptions{UTF8: needUTF8}
-	if env.Size > 0 {
-		opts.Size = env.Size
-	}
-	if err := s.client.Mail(env.From, opts); err != nil {
-		r, ok := replyOf(err)
-		if !ok {
-			return nil, connErr("MAIL FROM", err, false)
-		}
-		s.needReset = true
-		setAll(r, all)
-		s.note421(r)
-		return results, nil
-	}
-	s.needReset = true
-
-	var accepted []int
-	for i, to := range env.To {
-		if !validAddress(to) {
-			setAll(reply{553, "5.1.3", "not sent: the recipient address is not valid"}, []int{i})
-			continue
-		}
-		if err := s.client.Rcpt(to, nil); err != nil {
-			r, ok := replyOf(err)
-			if !ok {
-				return refused(), connErr("RCPT TO", err, false)
-			}
-			if r.code == 421 {
-				// The server is closing: this and every recipient not
-				// yet judged get its reply.
-				var rest []int
-				for j := i; j < len(env.To); j++ {
-					if !judged[j] {
-						rest = append(rest, j)
-					}
-				}
-				rest = append(rest, accepted...)
-				setAll(r, rest)
-				s.note421(r)
-				return results, nil
-			}
-			setAll(r, []int{i})
-			continue
-		}
-		accepted = append(accepted, i)
-	}
-	if len(accepted) == 0 {
-		return results, nil
-	}
-
-	w, err := s.client.Data()
-	if err != nil {
-		r, ok := replyOf(err)
-		if !ok {
-			return refused(), connErr("DATA", err, false)
-		}
-		setAll(r, accepted)
-		s.note421(r)
-		return results, nil
-	}
-	if err := writeContent(s.wire, w, env.Body); err != nil {
-		var be *bodyError
-		if errors.As(err, &be) {
-			// There is no way to abandon DATA but to drop the
-			// connection; the server discards the partial message.
-			return refused(), connErr("reading the message to send", be.err, false)
-		}
-		return refused(), connErr("sending the message", err, false)
-	}
-	s.conn.writeFailed = false
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		r, ok := replyOf(err)
-		if !ok {
-			// If the final "." went out whole, only the reply was lost.
-			return refused(), connErr("waiting for the reply to the end of the message", err, !s.conn.writeFailed)
-		}
-		s.needReset = false
-		setAll(r, accepted)
-		s.note421(r)
-		return results, nil
-	}
-	s.needReset = false
-	enh, text := splitEnhanced(oneLine(resp.StatusText))
-	setAll(reply{250, enh, text}, accepted)
-	return results, nil
-}
-
-// apply fills a result from a reply.
-func (s *Session) apply(res *RcptResult, r reply) {
-	res.Code, res.Enhanced, res.Text = r.code, r.enhanced, r.text
-	res.Permanent = r.code >= 500 && r.code < 600
-}
-
 // note421 marks the session unusable after "421 closing": the server is
 // about to drop the connection.
 func (s *Session) note421(r reply) {
@@ -671,9 +525,9 @@ func (s *Session) Close() error {
 		return nil
 	}
 	// QUIT is a courtesy; do not let a slow server hold us for long.
-	s.client.CommandTimeout = min(s.cfg.CommandTimeout, 30*time.Second)
-	if err := s.client.Quit(); err != nil {
-		s.conn.Conn.Close()
+	err := s.simpleCommand("QUIT", 221, min(s.cfg.CommandTimeout, 30*time.Second))
+	s.conn.Conn.Close()
+	if err != nil {
 		return &Error{Host: s.where, Err: fmt.Errorf("QUIT: %w", err)}
 	}
 	return nil
