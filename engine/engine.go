@@ -52,6 +52,9 @@ import (
 // PostgreSQL store can implement it too.
 type Store interface {
 	Enqueue(ctx context.Context, m *storage.NewMessage, body io.Reader) (int64, error)
+	// Expect announces a message being received, for group commit
+	// (storage.Store.Expect).
+	Expect() (done func())
 	OpenBody(ctx context.Context, messageID int64) (io.ReadCloser, error)
 	// Due mail, less the destinations the sending limits hold back
 	// (limits.go).

@@ -255,6 +255,11 @@ type session struct {
 
 	authFailures int    // failed AUTH attempts on this connection (auth.go)
 	quotaUser    string // the user whose quota this transaction holds (limits.go)
+
+	// expected withdraws this transaction's announcement to the store
+	// (storage.Store.Expect): from MAIL FROM until its message is handed
+	// to the store, or the transaction ends without one.
+	expected func()
 }
 
 func smtpErr(code int, enhanced smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -266,12 +271,22 @@ var errInternal = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local error, please 
 
 func (s *session) Reset() {
 	s.releaseQuota()
+	s.settle()
 	s.from, s.rcpts, s.smtputf8 = nil, nil, false
 }
 
 func (s *session) Logout() error {
 	s.releaseQuota()
+	s.settle()
 	return nil
+}
+
+// settle withdraws the transaction's announcement to the store, if any.
+func (s *session) settle() {
+	if s.expected != nil {
+		s.expected()
+		s.expected = nil
+	}
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -296,6 +311,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return err
 	}
 	s.from, s.smtputf8 = &a, utf8
+	// A message is on its way: a commit starting meanwhile may wait a
+	// moment for it, to store it in the same transaction.
+	s.expected = s.e.store.Expect()
 	return nil
 }
 
@@ -446,7 +464,9 @@ func (s *session) Data(r io.Reader) error {
 	if stored != nil {
 		full = bytes.NewReader(stored)
 	}
+	msg.Expected = s.expected // withdrawn once the message is in line to be written
 	id, err := e.store.Enqueue(ctx, msg, full)
+	s.expected = nil
 	if err != nil {
 		if errors.Is(err, storage.ErrDiskFull) {
 			e.log.Error("disk full: message refused for now", "client", s.ip.String(), "err", err)

@@ -22,6 +22,15 @@ package storage
 //     transaction itself (the commit, a full disk that made SQLite roll the
 //     whole transaction back) is reported to every job that was in it.
 //
+// Under load, a transaction also waits a moment for the writes it knows
+// are coming: intake announces each session from MAIL FROM to the end of
+// its DATA (Expect), and a writer that starts a transaction while some
+// are announced waits up to commitWindow for them (gather). Each commit
+// writes the pages its messages share (the table and index pages they
+// fall on, the counters) once, and syncs once; twenty sessions thus cost a
+// few commits rather than a dozen. A lone client is never kept waiting:
+// nothing else is announced when its message is.
+//
 // A job's statements run under the writer's context, never the caller's:
 // SQLite's interrupt (how the driver cancels a statement) rolls back the
 // whole transaction, and one impatient caller must not undo the others'
@@ -38,11 +47,18 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // maxBatch bounds how many jobs one transaction takes, so that a burst
 // cannot hold the first job's answer back for long.
 const maxBatch = 128
+
+// commitWindow is the longest a transaction waits for announced writes.
+// It bounds what a client whose message is stored together with others'
+// waits longer for its 250; a client slow to finish its DATA does not
+// hold the others up for more than this.
+const commitWindow = 2 * time.Millisecond
 
 // ErrClosed is returned for a write asked of a closed store.
 var ErrClosed = errors.New("the store is closed")
@@ -132,6 +148,13 @@ type writer struct {
 
 	buf []byte // the body chunk buffer; only the writer goroutine uses it
 
+	// coming counts the writes announced (Expect) and not yet asked;
+	// settled is poked when it drops to zero, so that gather stops
+	// waiting at once.
+	coming  atomic.Int64
+	settled chan struct{}
+	window  time.Duration // commitWindow; longer in tests
+
 	// checkpoint is poked after each commit (checkpoint.go).
 	checkpoint chan struct{}
 	commits    atomic.Int64 // transactions committed, for tests
@@ -151,6 +174,8 @@ func newWriter(db *sql.DB) *writer {
 		want:    make(map[string]bool),
 
 		checkpoint: make(chan struct{}, 1),
+		settled:    make(chan struct{}, 1),
+		window:     commitWindow,
 	}
 	go w.loop()
 	return w
@@ -180,12 +205,26 @@ func (w *writer) chunkBuf() []byte {
 // do runs fn in the next batch transaction and returns once that
 // transaction is committed (or fn's own error, or the batch's).
 func (w *writer) do(ctx context.Context, fn func(*wtx) error) error {
+	return w.doAnnounced(ctx, fn, nil)
+}
+
+// doAnnounced is do for a write announced with expect: announced (when
+// not nil) withdraws the announcement once the job is in line, where a
+// transaction gathering announced writes finds it, or once it is clear
+// that it never will be.
+func (w *writer) doAnnounced(ctx context.Context, fn func(*wtx) error, announced func()) error {
+	if announced != nil {
+		defer announced()
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	j := &job{fn: fn, done: make(chan error, 1)}
 	select {
 	case w.jobs <- j:
+		if announced != nil {
+			announced()
+		}
 	case <-w.quit:
 		return ErrClosed
 	case <-ctx.Done():
@@ -232,17 +271,58 @@ func (w *writer) loop() {
 		case j := <-w.jobs:
 			batch = append(batch[:0], j)
 		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case j := <-w.jobs:
-				batch = append(batch, j)
-			default:
-				break more
-			}
-		}
+		batch = w.gather(w.drain(batch))
 		w.run(batch)
 		clear(batch) // let the jobs' closures go
+	}
+}
+
+// gather adds to batch the announced writes that are asked within
+// commitWindow, stopping as soon as none is announced any more.
+func (w *writer) gather(batch []*job) []*job {
+	if w.coming.Load() <= 0 || len(batch) >= maxBatch {
+		return batch
+	}
+	t := time.NewTimer(w.window)
+	defer t.Stop()
+wait:
+	for len(batch) < maxBatch && w.coming.Load() > 0 {
+		select {
+		case j := <-w.jobs:
+			batch = append(batch, j)
+		case <-w.settled:
+		case <-t.C:
+			break wait
+		case <-w.quit:
+			return batch
+		}
+	}
+	// An announced write is in line before its announcement is
+	// withdrawn (doAnnounced): take what is there.
+	return w.drain(batch)
+}
+
+// drain adds to batch the jobs already waiting, without waiting.
+func (w *writer) drain(batch []*job) []*job {
+	for len(batch) < maxBatch {
+		select {
+		case j := <-w.jobs:
+			batch = append(batch, j)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// expect announces (n = 1) or withdraws (n = -1) a write about to be
+// asked.
+func (w *writer) expect(n int64) {
+	if w.coming.Add(n) <= 0 {
+		select {
+		case w.settled <- struct{}{}:
+		default:
+		}
 	}
 }
 

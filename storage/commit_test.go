@@ -308,3 +308,81 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 		t.Fatalf("Enqueue on a closed store: %v, want ErrClosed", err)
 	}
 }
+
+// gathering queues a write, announces another, and waits until the writer
+// has taken the first into its next transaction, which then waits for the
+// announced one. It returns the announcement's done.
+func gathering(ctx context.Context, t *testing.T, s *Store, name string, out chan<- enqueueResult) (done func()) {
+	t.Helper()
+	release := holdWriter(t, s)
+	enqueueAsync(ctx, s, name, strings.NewReader(name+"\r\n"), out)
+	waitQueued(t, s, 1)
+	done = s.Expect()
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.w.jobs) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not take the queued write")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return done
+}
+
+// A transaction that starts while a message is announced waits for it, and
+// both are stored by one commit.
+func TestAnnouncedWriteSharesTheCommit(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	s.w.window = time.Hour // only the announced write ends the wait here
+	out := make(chan enqueueResult, 2)
+	done := gathering(context.Background(), t, s, "first", out)
+	before := s.w.commits.Load()
+	go func() { // as intake asks it: the announcement goes when the write is in line
+		id, err := s.Enqueue(context.Background(), &NewMessage{Sender: "second@example.com", Recipients: []string{"rcpt@example.net"},
+			ReceivedAt: t0, Expected: done}, strings.NewReader("two\r\n"))
+		out <- enqueueResult{"second", id, err}
+	}()
+	for name, r := range collect(t, out, 2) {
+		if r.err != nil {
+			t.Fatalf("%s: %v", name, r.err)
+		}
+	}
+	if n := s.w.commits.Load() - before; n != 1 {
+		t.Errorf("the two messages took %d commits, want 1", n)
+	}
+}
+
+// With nothing announced, a write is committed at once: a lone client is
+// never kept waiting for others.
+func TestLoneWriteIsNotHeldForOthers(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	s.w.window = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Enqueue(ctx, &NewMessage{Sender: "a@example.com", Recipients: []string{"b@example.net"}, ReceivedAt: t0},
+		strings.NewReader("hi\r\n")); err != nil {
+		t.Fatalf("a lone message was not stored: %v", err)
+	}
+}
+
+// An announcement withdrawn without a write (the client sent RSET, or went
+// away) ends the wait: the writes already taken are committed.
+func TestWithdrawnAnnouncementEndsTheWait(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	s.w.window = time.Hour
+	out := make(chan enqueueResult, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := gathering(ctx, t, s, "waiting", out)
+	done()
+	done() // a second call changes nothing
+	if r := collect(t, out, 1)["waiting"]; r.err != nil {
+		t.Fatalf("the message waiting for an announcement that was withdrawn: %v", r.err)
+	}
+	if n := s.w.coming.Load(); n != 0 {
+		t.Errorf("%d writes still announced, want 0", n)
+	}
+}

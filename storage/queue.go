@@ -62,6 +62,11 @@ type NewMessage struct {
 	EightBit   bool
 	SMTPUTF8   bool
 	IsDSN      bool
+
+	// Expected, when set, is the function Expect returned for this
+	// message: Enqueue calls it once the message is in line to be
+	// written, so that a transaction waiting for it takes it in.
+	Expected func()
 }
 
 // Enqueue stores a message and its recipients and returns the message's
@@ -75,14 +80,17 @@ type NewMessage struct {
 // it is stored.
 func (s *Store) Enqueue(ctx context.Context, m *NewMessage, body io.Reader) (int64, error) {
 	if len(m.Recipients) == 0 {
+		if m.Expected != nil {
+			m.Expected()
+		}
 		return 0, errors.New("a message needs at least one recipient")
 	}
 	var id int64
-	err := s.w.do(ctx, func(t *wtx) error {
+	err := s.w.doAnnounced(ctx, func(t *wtx) error {
 		var err error
 		id, err = insertMessage(t, m, body)
 		return err
-	})
+	}, m.Expected)
 	return id, err
 }
 

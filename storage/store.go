@@ -197,6 +197,17 @@ func (s *Store) migrate(ctx context.Context) error {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
+// Expect announces a write that is about to be asked, such as a message
+// being received: until the returned function is called (once; it does
+// nothing after the first time), a transaction may wait a moment for it
+// to share its commit (commit.go). Call the function just before asking
+// the write, or when it will not be asked after all.
+func (s *Store) Expect() (done func()) {
+	s.w.expect(1)
+	var once sync.Once
+	return func() { once.Do(func() { s.w.expect(-1) }) }
+}
+
 // Close stops the writer (after the transaction it is committing) and
 // closes the database.
 func (s *Store) Close() error {
