@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -302,7 +303,9 @@ func SplitHeader(r io.Reader, max int) (header []byte, err error) {
 	if max <= 0 {
 		max = DefaultMaxHeaderBytes
 	}
-	br := bufio.NewReaderSize(r, 4096)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); headerReaders.Put(br) }()
 	var out []byte
 	fieldStart := 0 // where the field being read began in out
 	sawField := false
@@ -338,6 +341,11 @@ func SplitHeader(r io.Reader, max int) (header []byte, err error) {
 		}
 	}
 }
+
+// headerReaders are SplitHeader's readers, reused: every delivery reads
+// its message's header, and took a fresh 4 KiB buffer to do it. Lines are
+// copied out of the buffer (readLine), so nothing keeps it.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // readLine reads one line without its CRLF or LF. A line longer than limit is
 // cut and reported, and the rest of it is not read.
