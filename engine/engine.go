@@ -94,6 +94,7 @@ type Store interface {
 	User(ctx context.Context, name string) (storage.User, error)
 
 	Settings(ctx context.Context) (doc string, version int, found bool, err error)
+	SettingsVersion(ctx context.Context) (version int, found bool, err error)
 	SaveSettings(ctx context.Context, doc string, now time.Time) (int, error)
 	Value(ctx context.Context, name string) ([]byte, bool, error)
 	SetValue(ctx context.Context, name string, value []byte) error

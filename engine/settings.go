@@ -46,7 +46,7 @@ func loadSettings(ctx context.Context, st Store) (s config.Settings, version int
 // line) since they were last read. The scheduler calls it at every look at
 // the queue; it costs one small read.
 func (e *Engine) reloadSettings(ctx context.Context) {
-	_, version, found, err := e.store.Settings(ctx)
+	version, found, err := e.store.SettingsVersion(ctx)
 	e.mu.Lock()
 	current := e.version
 	e.mu.Unlock()

@@ -20,6 +20,17 @@ func (s *Store) Settings(ctx context.Context) (doc string, version int, found bo
 	return doc, version, true, nil
 }
 
+// SettingsVersion returns the newest saved version of the settings, and
+// false when none is saved: the scheduler asks at every pass whether the
+// settings changed, which needs the number, not the document.
+func (s *Store) SettingsVersion(ctx context.Context) (version int, found bool, err error) {
+	var v sql.NullInt64
+	if err := s.queryRow(ctx, "SELECT max(version) FROM settings").Scan(&v); err != nil {
+		return 0, false, classify(err)
+	}
+	return int(v.Int64), v.Valid, nil
+}
+
 // SaveSettings stores a new version of the settings document. The caller
 // validates it first: storage keeps what it is given.
 func (s *Store) SaveSettings(ctx context.Context, doc string, now time.Time) (int, error) {

@@ -415,11 +415,17 @@ func TestSettingsVersions(t *testing.T) {
 	if _, _, found, err := s.Settings(ctx); found || err != nil {
 		t.Fatalf("fresh database has settings: %v %v", found, err)
 	}
+	if _, found, err := s.SettingsVersion(ctx); found || err != nil {
+		t.Fatalf("fresh database has a settings version: %v %v", found, err)
+	}
 	s.SaveSettings(ctx, "a = 1", t0)
 	v, _ := s.SaveSettings(ctx, "a = 2", t0)
 	doc, version, found, err := s.Settings(ctx)
 	if !found || err != nil || doc != "a = 2" || version != v || v != 2 {
 		t.Fatalf("Settings() = %q %d %v %v", doc, version, found, err)
+	}
+	if version, found, err := s.SettingsVersion(ctx); !found || err != nil || version != v {
+		t.Fatalf("SettingsVersion() = %d %v %v, want %d", version, found, err, v)
 	}
 }
 
