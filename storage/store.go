@@ -197,11 +197,12 @@ func (s *Store) migrate(ctx context.Context) error {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Expect announces a write that is about to be asked, such as a message
-// being received: until the returned function is called (once; it does
-// nothing after the first time), a transaction may wait a moment for it
-// to share its commit (commit.go). Call the function just before asking
-// the write, or when it will not be asked after all.
+// Expect announces a message that is being received: until the returned
+// function is called (it does something only the first time), a
+// transaction may wait a moment for the message, to store it in the same
+// commit (commit.go). Pass the function as NewMessage.Expected, which
+// Enqueue calls once the message is in line; call it yourself when the
+// message will not be stored after all.
 func (s *Store) Expect() (done func()) {
 	s.w.expect(1)
 	var once sync.Once
