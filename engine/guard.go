@@ -145,6 +145,7 @@ type guardConn struct {
 	long     int       // refused command lines so far
 	ended    bool      // no more reading: EOF from now on
 	closeOn  bool      // close the connection after the next write
+	held     []byte    // the lines of a multi-line reply so far (Write)
 }
 
 func newGuardConn(c net.Conn, lim guardLimits) *guardConn {
@@ -516,12 +517,24 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	if g.tlsConn != nil {
 		w = g.tlsConn
 	}
-	g.mu.Unlock()
 	out := g.fixSize(p)
-	_, err := w.Write(out)
-	if err == nil && offerTLS {
-		_, err = io.WriteString(w, "250-STARTTLS\r\n")
+	if offerTLS {
+		out = append(out[:len(out):len(out)], "250-STARTTLS\r\n"...)
 	}
+	// go-smtp writes (and flushes) a multi-line reply line by line: the
+	// lines before the last are held back and go with it, so that an EHLO
+	// reply is one write, not one per extension.
+	if continued(out) && !closeAfter && len(g.held)+len(out) <= maxHeldReply {
+		g.held = append(g.held, out...)
+		g.mu.Unlock()
+		return len(p), nil
+	}
+	if len(g.held) > 0 {
+		out = append(g.held, out...)
+		g.held = nil
+	}
+	g.mu.Unlock()
+	_, err := w.Write(out)
 	if closeAfter {
 		g.Conn.Close()
 	}
@@ -696,6 +709,27 @@ func looksLikeHTTP(line []byte) bool {
 
 // fixSize rewrites the SIZE keyword of the EHLO reply from go-smtp's
 // setting, one byte over the limit (see newSMTPServer), to the limit.
+// maxHeldReply bounds what Write holds back of a multi-line reply.
+const maxHeldReply = 4096
+
+// continued reports whether p is whole reply lines that another line of
+// the same reply follows ("250-PIPELINING\r\n"). A part of a longer line
+// (go-smtp's buffered writer splits one over 4 KiB) is not.
+func continued(p []byte) bool {
+	if !bytes.HasSuffix(p, []byte("\r\n")) {
+		return false
+	}
+	for line := range bytes.Lines(p) {
+		if len(line) < 6 || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) || line[3] != '-' ||
+			!bytes.HasSuffix(line, []byte("\r\n")) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+
 func (g *guardConn) fixSize(p []byte) []byte {
 	if g.lim.maxMessage <= 0 || len(p) < 9 || (string(p[:9]) != "250-SIZE " && string(p[:9]) != "250 SIZE ") {
 		return p
