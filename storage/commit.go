@@ -129,7 +129,12 @@ const (
 )
 
 type job struct {
-	fn    func(*wtx) error
+	fn func(*wtx) error
+	// rerun, when set, readies fn to run again from the start in a new
+	// transaction, after the one it ran in was rolled back: it resets
+	// what fn changed outside the database (a result, a body's position).
+	// See commitTogether.
+	rerun func()
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks on an answer
 }
@@ -205,21 +210,26 @@ func (w *writer) chunkBuf() []byte {
 // do runs fn in the next batch transaction and returns once that
 // transaction is committed (or fn's own error, or the batch's).
 func (w *writer) do(ctx context.Context, fn func(*wtx) error) error {
-	return w.doAnnounced(ctx, fn, nil)
+	return w.doAnnounced(ctx, fn, nil, nil)
+}
+
+// doRerunnable is do for a job that can run again (job.rerun).
+func (w *writer) doRerunnable(ctx context.Context, fn func(*wtx) error, rerun func()) error {
+	return w.doAnnounced(ctx, fn, rerun, nil)
 }
 
 // doAnnounced is do for a write announced with expect: announced (when
 // not nil) withdraws the announcement once the job is in line, where a
 // transaction gathering announced writes finds it, or once it is clear
-// that it never will be.
-func (w *writer) doAnnounced(ctx context.Context, fn func(*wtx) error, announced func()) error {
+// that it never will be. rerun is job.rerun, or nil.
+func (w *writer) doAnnounced(ctx context.Context, fn func(*wtx) error, rerun, announced func()) error {
 	if announced != nil {
 		defer announced()
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	j := &job{fn: fn, done: make(chan error, 1)}
+	j := &job{fn: fn, rerun: rerun, done: make(chan error, 1)}
 	select {
 	case w.jobs <- j:
 		if announced != nil {
@@ -362,6 +372,14 @@ func (w *writer) run(batch []*job) {
 // are answered with that error and the ones it had not reached are
 // returned, to go in a fresh transaction.
 func (w *writer) commit(jobs []*job) (rest []*job) {
+	if len(jobs) > 1 && rerunnable(jobs) {
+		if w.commitTogether(jobs) {
+			return nil
+		}
+		for _, j := range jobs {
+			j.rerun()
+		}
+	}
 	ctx := context.Background()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -407,6 +425,51 @@ func (w *writer) commit(jobs []*job) (rest []*job) {
 	w.committed()
 	answerEach(jobs, errs)
 	return nil
+}
+
+func rerunnable(jobs []*job) bool {
+	for _, j := range jobs {
+		if j.rerun == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// commitTogether runs jobs that can all run again (job.rerun) in one
+// transaction without a savepoint each: a savepoint costs two statements
+// and a copy of every page its job first touches, about 4 % of a relayed
+// message's CPU, and jobs almost never fail. It reports true once the
+// jobs are answered: committed, or all failed with the commit. When a job
+// fails, or the transaction is lost before the commit, it rolls back and
+// reports false with no job answered; commit then runs them again, each
+// in its savepoint, so that only the failing one fails.
+func (w *writer) commitTogether(jobs []*job) bool {
+	ctx := context.Background()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false
+	}
+	t := &wtx{Tx: tx, ctx: ctx, w: w}
+	for _, j := range jobs {
+		err := call(t, j)
+		t.jobDone(err == nil)
+		if err != nil {
+			tx.Rollback()
+			return false
+		}
+	}
+	if err := t.flushCounts(); err != nil {
+		tx.Rollback()
+		return false
+	}
+	if err := tx.Commit(); err != nil {
+		answer(jobs, classify(err))
+		return true
+	}
+	w.committed()
+	answer(jobs, nil)
+	return true
 }
 
 // runJob runs one job inside its savepoint. err is the job's own failure

@@ -163,6 +163,45 @@ func TestGroupCommitFailureStaysWithItsMessage(t *testing.T) {
 	}
 }
 
+// Writes that can run again share a transaction without savepoints; when
+// one of them fails there, the others run again in a new transaction, each
+// whole (their bodies read from the start), and only the failing one fails,
+// its own writes undone.
+func TestGroupCommitRerunsTheOthersWhenOneFails(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	release := holdWriter(t, s)
+	out := make(chan enqueueResult, 2)
+	bodies := map[string][]byte{"before": bytes.Repeat([]byte("one\r\n"), 3000), "after": []byte("three\r\n")}
+	enqueueAsync(context.Background(), s, "before", bytes.NewReader(bodies["before"]), out)
+	waitQueued(t, s, 1)
+	failed := make(chan error, 1)
+	go func() {
+		failed <- s.w.doRerunnable(context.Background(), func(t *wtx) error {
+			if _, err := t.exec("INSERT INTO kv(name, value) VALUES ('half-done', x'01')"); err != nil {
+				return err
+			}
+			return errors.New("refused half-way")
+		}, func() {})
+	}()
+	waitQueued(t, s, 2)
+	enqueueAsync(context.Background(), s, "after", bytes.NewReader(bodies["after"]), out)
+	waitQueued(t, s, 3)
+	release()
+	if err := <-failed; err == nil || !strings.Contains(err.Error(), "refused half-way") {
+		t.Errorf("the failing write: %v, want its own error", err)
+	}
+	got := collect(t, out, 2)
+	checkAnswersMatchQueue(t, s, got, bodies)
+	var messages, half int
+	if err := s.db.QueryRow("SELECT count(*) FROM messages").Scan(&messages); err != nil || messages != 2 {
+		t.Errorf("%d messages stored (%v), want 2: each stored once", messages, err)
+	}
+	if err := s.db.QueryRow("SELECT count(*) FROM kv WHERE name = 'half-done'").Scan(&half); err != nil || half != 0 {
+		t.Errorf("the failing write's first statement was kept (%d, %v)", half, err)
+	}
+}
+
 // Whatever happens in a batch, every answer must be the truth: a nil error
 // means stored, an error means nothing of it is stored.
 func checkAnswersMatchQueue(t *testing.T, s *Store, got map[string]enqueueResult, bodies map[string][]byte) {

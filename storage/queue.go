@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -86,11 +87,21 @@ func (s *Store) Enqueue(ctx context.Context, m *NewMessage, body io.Reader) (int
 		return 0, errors.New("a message needs at least one recipient")
 	}
 	var id int64
+	// A body in memory can be read again, which lets the message share a
+	// transaction without a savepoint (commitTogether). Intake hands most
+	// messages over that way.
+	var rerun func()
+	switch r := body.(type) {
+	case *bytes.Reader:
+		rerun = func() { r.Seek(0, io.SeekStart) }
+	case *strings.Reader:
+		rerun = func() { r.Seek(0, io.SeekStart) }
+	}
 	err := s.w.doAnnounced(ctx, func(t *wtx) error {
 		var err error
 		id, err = insertMessage(t, m, body)
 		return err
-	}, m.Expected)
+	}, rerun, m.Expected)
 	return id, err
 }
 
@@ -287,7 +298,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease ti
 // (lower case), which the scheduler may not send to now (limits.go).
 func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, lease time.Duration, exclude []string) ([]Due, error) {
 	var out []Due
-	err := s.w.do(ctx, func(t *wtx) error {
+	err := s.w.doRerunnable(ctx, func(t *wtx) error {
 		notIn, args := excludeDomains(exclude)
 		query := `SELECT r.id, r.message_id, r.address, r.domain, r.attempts,
 				m.sender, m.size, m.received_at, m.not_before, m.eight_bit, m.smtputf8, m.is_dsn
@@ -334,7 +345,7 @@ func (s *Store) ClaimDueExcept(ctx context.Context, now time.Time, limit int, le
 			}
 		}
 		return nil
-	})
+	}, func() { out = nil })
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +409,7 @@ type Result struct {
 // deleted it while it was in flight) keeps what the user decided, unless it
 // was sent: a sent message is recorded as sent whatever else happened.
 func (s *Store) RecordResults(ctx context.Context, results []Result) error {
-	return s.w.do(ctx, func(t *wtx) error {
+	return s.w.doRerunnable(ctx, func(t *wtx) error {
 		update, err := t.stmt(`UPDATE recipients SET state = ?, attempts = attempts + 1,
 			next_attempt = ?, last_code = ?, last_error = ?, next_hop = ?, updated_at = ?, notify = ?
 			WHERE id = ? AND (state = 'sending' OR ? = 'sent')`)
@@ -435,7 +446,7 @@ func (s *Store) RecordResults(ctx context.Context, results []Result) error {
 			}
 		}
 		return nil
-	})
+	}, func() {}) // nothing to reset: it only writes
 }
 
 // SetDKIM records how a message was signed at its last delivery. It
