@@ -39,6 +39,7 @@ type Store struct {
 	db   *sql.DB // reads; a pool of connections
 	w    *writer // every write, through one connection (commit.go)
 	path string
+	vfs  string // the SQLite VFS it was opened with; "" for the default
 
 	readMu sync.Mutex
 	reads  map[string]*sql.Stmt // prepared hot reads (queryRow)
@@ -65,6 +66,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(FULL)" +
 		"&_pragma=foreign_keys(ON)"
+	vfs := ""
+	if registerVFS() {
+		vfs = vfsName // walvfs_linux.go
+		dsn += "&vfs=" + vfs
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, openError(path, err)
@@ -84,7 +90,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// durability (data and size are synced) without the inode timestamp
 	// update that fsync pushes through the file system's journal.
 	sqlite.Fdatasync(true)
-	s := &Store{db: db, w: newWriter(wdb), path: path, reads: make(map[string]*sql.Stmt),
+	s := &Store{db: db, w: newWriter(wdb), path: path, vfs: vfs, reads: make(map[string]*sql.Stmt),
 		checkpointDone: make(chan struct{})}
 	go s.checkpointer()
 	if err := s.check(ctx); err != nil {

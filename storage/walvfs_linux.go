@@ -1,0 +1,340 @@
+package storage
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"modernc.org/libc"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The "postroom" VFS: SQLite's own unix VFS, with two changes to how the
+// write-ahead log is written and synced. Nothing else differs; the database
+// file, its journals and the shared-memory index go untouched to "unix".
+//
+//  1. SQLite writes each WAL frame as two pwrite calls, its 24-byte header
+//     and then the page, so a group commit of 90 pages made 180 system
+//     calls. The WAL file here gathers writes that continue one another in
+//     a buffer and hands them to "unix" as one write. The buffer is written
+//     out before anything that could look at the file (a read, its size, a
+//     truncation, a file control, closing) and before the write that
+//     completes a commit frame returns, so a commit's frames are all in the
+//     file before SQLite syncs it or tells a reader about them, whatever
+//     PRAGMA synchronous says. Frames of a transaction that spills out of
+//     the page cache may wait in the buffer; only this connection can read
+//     them, and its reads flush first.
+//
+//  2. A sync of the WAL calls fdatasync itself. While the last sync took
+//     less than fastSync it does so without telling Go's scheduler it is in
+//     a system call: the runtime would otherwise hand the writer's P to
+//     another thread after 20 µs and, having had to, poll every 20 µs for
+//     the next millisecond or more. On this relay's load that polling and
+//     the handing back and forth were a tenth of its CPU. A disk slower
+//     than that gets the ordinary, scheduler-aware call, so a slow disk
+//     never holds a P for long.
+//
+// The database file's own syncs (at checkpoints) and the one-time sync of
+// the directory after the WAL is created stay with "unix".
+//
+// The structures SQLite reads (the VFS, the method tables, the buffers) are
+// allocated with the C allocator of modernc.org/libc, never on the Go heap:
+// SQLite keeps them as plain addresses, where Go's garbage collector and its
+// pointer checks (go test -race) must not see Go memory.
+
+const (
+	// vfsName is the VFS that Open asks for in its DSN.
+	vfsName = "postroom"
+	// walBufSize bounds what one WAL file holds back: a group commit of a
+	// dozen 4 KiB messages is about 90 frames, 370 KiB.
+	walBufSize = 512 << 10
+	// fastCall: a WAL write or sync quicker than this lets the next one
+	// skip the scheduler.
+	fastCall = 2 * time.Millisecond
+)
+
+// walFile is what the VFS appends to each file "unix" opens (SQLite sizes
+// file objects by the VFS's szOsFile). Only a WAL file uses it.
+type walFile struct {
+	real   uintptr // the io methods "unix" gave the file
+	buf    uintptr // walBufSize bytes of C memory, allocated at the first write
+	start  int64   // file offset of buf's first byte
+	n      int64   // bytes held in buf
+	commit int32   // the frame header just written starts a commit frame
+}
+
+var (
+	vfsOnce sync.Once
+	vfsOK   bool
+	// unixSize is szOsFile of "unix": where a walFile starts.
+	unixSize uintptr
+	// walMethods maps the method table "unix" gives a WAL file to ours,
+	// which is a copy of it with the methods below in place.
+	walMethodsMu sync.Mutex
+	walMethods   = map[uintptr]uintptr{}
+)
+
+// registerVFS registers the VFS once and reports whether Open may name it.
+// Where it cannot be registered, Open uses SQLite's default VFS instead:
+// slower, as durable.
+func registerVFS() bool {
+	vfsOnce.Do(func() {
+		tls := libc.NewTLS()
+		defer tls.Close()
+		name, err := libc.CString("unix")
+		if err != nil {
+			return
+		}
+		unix := sqlite3.Xsqlite3_vfs_find(tls, name)
+		libc.Xfree(tls, name)
+		if unix == 0 {
+			return
+		}
+		u := (*sqlite3.Tsqlite3_vfs)(cptr(unix))
+		if uintptr(u.FszOsFile) < unsafe.Sizeof(sqlite3.TunixFile{}) {
+			return // not the unix VFS this file was written against
+		}
+		unixSize = (uintptr(u.FszOsFile) + 7) &^ 7
+		v := libc.Xcalloc(tls, 1, sqlite3.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_vfs{})))
+		zName, err := libc.CString(vfsName)
+		if v == 0 || err != nil {
+			return
+		}
+		p := (*sqlite3.Tsqlite3_vfs)(cptr(v))
+		*p = *u
+		p.FpNext = 0
+		p.FzName = zName
+		p.FszOsFile = int32(unixSize + unsafe.Sizeof(walFile{}))
+		p.FpAppData = unix
+		*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&p.FxOpen)) = vfsOpen
+		vfsOK = sqlite3.Xsqlite3_vfs_register(tls, v, 0) == sqlite3.SQLITE_OK
+	})
+	return vfsOK
+}
+
+// vfsOpen opens the file with "unix" and, for a WAL, puts our methods in
+// front of its own.
+func vfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
+	unix := (*sqlite3.Tsqlite3_vfs)(cptr(pVfs)).FpAppData
+	open := *(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&(*sqlite3.Tsqlite3_vfs)(cptr(unix)).FxOpen))
+	rc := open(tls, unix, zName, pFile, flags, pOutFlags)
+	base := (*sqlite3.Tsqlite3_file)(cptr(pFile))
+	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 || base.FpMethods == 0 {
+		return rc
+	}
+	m := methodsFor(tls, base.FpMethods)
+	if m == 0 {
+		return rc // out of memory: this WAL is written the ordinary way
+	}
+	w := wal(pFile)
+	*w = walFile{real: base.FpMethods}
+	base.FpMethods = m
+	return rc
+}
+
+// methodsFor returns our copy of the method table real, made on first use.
+func methodsFor(tls *libc.TLS, real uintptr) uintptr {
+	walMethodsMu.Lock()
+	defer walMethodsMu.Unlock()
+	if m, ok := walMethods[real]; ok {
+		return m
+	}
+	m := libc.Xcalloc(tls, 1, sqlite3.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_io_methods{})))
+	if m == 0 {
+		return 0
+	}
+	t := (*sqlite3.Tsqlite3_io_methods)(cptr(m))
+	*t = *(*sqlite3.Tsqlite3_io_methods)(cptr(real))
+	*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&t.FxClose)) = walClose
+	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxRead)) = walRead
+	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxWrite)) = walWrite
+	*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&t.FxTruncate)) = walTruncate
+	*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&t.FxSync)) = walSync
+	*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&t.FxFileSize)) = walFileSize
+	*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&t.FxFileControl)) = walFileControl
+	walMethods[real] = m
+	return m
+}
+
+func wal(pFile uintptr) *walFile { return (*walFile)(cptr(pFile + unixSize)) }
+
+func realMethods(w *walFile) *sqlite3.Tsqlite3_io_methods {
+	return (*sqlite3.Tsqlite3_io_methods)(cptr(w.real))
+}
+
+// realWrite is "unix"'s xWrite: it loops over short writes and reports a
+// full disk as SQLITE_FULL.
+func realWrite(tls *libc.TLS, w *walFile, pFile, buf uintptr, n int32, off int64) int32 {
+	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(w).FxWrite))
+	return f(tls, pFile, buf, n, off)
+}
+
+// flush writes out what the buffer holds. The buffer is empty afterwards
+// even when the write failed: SQLite abandons the transaction, and frames
+// past the last commit are never read.
+//
+// It calls pwrite itself: "unix" masks the length of each write to 17 bits
+// (seekAndWriteFd), so it takes a write of exactly 128 KiB, or of a
+// multiple, for a full disk.
+func flush(tls *libc.TLS, pFile uintptr) int32 {
+	w := wal(pFile)
+	if w.n == 0 {
+		return sqlite3.SQLITE_OK
+	}
+	b := unsafe.Slice((*byte)(cptr(w.buf)), w.n)
+	off := w.start
+	w.n = 0
+	fd := int((*sqlite3.TunixFile)(cptr(pFile)).Fh)
+	for len(b) > 0 {
+		r, errno := writeSlow.call(syscall.SYS_PWRITE64, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(off))
+		n := int(r)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.ENOSPC || errno == syscall.EDQUOT || errno == 0 && n == 0:
+			return sqlite3.SQLITE_FULL
+		case errno != 0:
+			return sqlite3.SQLITE_IOERR_WRITE
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return sqlite3.SQLITE_OK
+}
+
+func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	w := wal(pFile)
+	if w.n > 0 && (iOfst != w.start+w.n || w.n+int64(iAmt) > walBufSize) {
+		if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+			return rc
+		}
+	}
+	if int64(iAmt) > walBufSize {
+		return realWrite(tls, w, pFile, zBuf, iAmt, iOfst)
+	}
+	if w.buf == 0 {
+		if w.buf = libc.Xmalloc(tls, walBufSize); w.buf == 0 {
+			return realWrite(tls, w, pFile, zBuf, iAmt, iOfst)
+		}
+	}
+	if w.n == 0 {
+		w.start = iOfst
+	}
+	copy(unsafe.Slice((*byte)(cptr(w.buf)), walBufSize)[w.n:], unsafe.Slice((*byte)(cptr(zBuf)), iAmt))
+	w.n += int64(iAmt)
+	// A frame is a 24-byte header, then its page. Bytes 4-7 of the header
+	// are the database size after a commit, and zero in every other frame.
+	// Only frame headers are 24 bytes long (the WAL's own header is 32).
+	if iAmt == walFrameHeader {
+		h := unsafe.Slice((*byte)(cptr(zBuf)), walFrameHeader)
+		w.commit = int32(h[4] | h[5] | h[6] | h[7])
+		return sqlite3.SQLITE_OK
+	}
+	if w.commit != 0 {
+		w.commit = 0
+		return flush(tls, pFile)
+	}
+	return sqlite3.SQLITE_OK
+}
+
+const walFrameHeader = 24
+
+func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxRead))
+	return f(tls, pFile, zBuf, iAmt, iOfst)
+}
+
+func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
+	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	f := *(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxTruncate))
+	return f(tls, pFile, size)
+}
+
+func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
+	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	f := *(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxFileSize))
+	return f(tls, pFile, pSize)
+}
+
+func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
+	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	f := *(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxFileControl))
+	return f(tls, pFile, op, pArg)
+}
+
+func walClose(tls *libc.TLS, pFile uintptr) int32 {
+	rc := flush(tls, pFile)
+	w := wal(pFile)
+	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&realMethods(w).FxClose))
+	if rc2 := f(tls, pFile); rc == sqlite3.SQLITE_OK {
+		rc = rc2
+	}
+	if w.buf != 0 {
+		libc.Xfree(tls, w.buf)
+		w.buf = 0
+	}
+	return rc
+}
+
+func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
+	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	u := (*sqlite3.TunixFile)(cptr(pFile))
+	if u.FctrlFlags&sqlite3.UNIXFILE_DIRSYNC != 0 {
+		// The first sync of a new WAL also syncs its directory.
+		f := *(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxSync))
+		return f(tls, pFile, flags)
+	}
+	if err := fdatasync(uintptr(u.Fh)); err != nil {
+		return sqlite3.SQLITE_IOERR_FSYNC
+	}
+	return sqlite3.SQLITE_OK
+}
+
+// fdatasync syncs fd.
+func fdatasync(fd uintptr) error {
+	for {
+		_, errno := syncSlow.call(syscall.SYS_FDATASYNC, fd, 0, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}
+}
+
+// A sysTimer makes a system call outside the scheduler's view while the
+// last one it made took less than fastCall (see the top of this file).
+type sysTimer struct{ slow atomic.Bool }
+
+var syncSlow, writeSlow sysTimer
+
+func (s *sysTimer) call(trap, a1, a2, a3, a4 uintptr) (uintptr, syscall.Errno) {
+	t := time.Now()
+	var r uintptr
+	var errno syscall.Errno
+	if s.slow.Load() {
+		r, _, errno = syscall.Syscall6(trap, a1, a2, a3, a4, 0, 0)
+	} else {
+		r, _, errno = syscall.RawSyscall6(trap, a1, a2, a3, a4, 0, 0)
+	}
+	s.slow.Store(time.Since(t) >= fastCall)
+	return r, errno
+}
+
+// cptr turns the address of C memory (allocated by modernc.org/libc, never
+// by Go) into a pointer.
+func cptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
