@@ -230,7 +230,9 @@ func cmdServe(args []string, std stdio) error {
 	if len(pos) > 0 {
 		return &usageError{"serve takes no arguments"}
 	}
-	log := slog.New(slog.NewTextHandler(std.err, nil))
+	lw := newLogWriter(std.err)
+	defer lw.Flush()
+	log := slog.New(slog.NewTextHandler(lw, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := c.openStore(ctx)

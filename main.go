@@ -39,7 +39,9 @@ func desktop(dataDir string, std stdio) error {
 	// The Log tab reads the last lines from a ring that every record also
 	// goes through on its way to stderr.
 	logs := engine.NewLogRing(2000)
-	log := slog.New(logs.Handler(slog.NewTextHandler(std.err, nil)))
+	lw := newLogWriter(std.err)
+	defer lw.Flush()
+	log := slog.New(logs.Handler(slog.NewTextHandler(lw, nil)))
 	eng := engine.New(engine.Options{Store: st, Logger: log, SpoolDir: dataDir})
 	if err := eng.Start(ctx); err != nil {
 		// The window still opens: it shows that mail is not being accepted,
