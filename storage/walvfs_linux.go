@@ -27,15 +27,17 @@ import (
 //     the page cache may wait in the buffer; only this connection can read
 //     them, and its reads flush first.
 //
-//  2. A sync of the WAL calls fdatasync itself. While the last sync took
-//     less than fastSync it does so without telling Go's scheduler it is in
-//     a system call: the runtime would otherwise hand the writer's P to
-//     another thread after 20 µs and, having had to, poll every 20 µs for
-//     the next millisecond or more. On this relay's load that polling and
-//     the handing back and forth were a tenth of its CPU. A disk slower
-//     than that gets the ordinary, scheduler-aware call, so a slow disk
-//     never holds a P for long.
-//
+//  2. The WAL's syncs, and the writes of the buffer, are system calls of
+//     our own. While the last one took less than fastCall, they are made
+//     without telling Go's scheduler: the runtime would otherwise hand the
+//     writer's P to another thread 20 µs into an fdatasync and, having had
+//     to, poll every 20 µs for the next milliseconds. On the relay's load
+//     test that polling and the hand-offs were a tenth of its CPU. The
+//     price is that a P (and a garbage collection waiting for every P)
+//     waits for the call; a call slower than fastCall switches to the
+//     ordinary, scheduler-aware one, so a slow disk holds a P at most once
+//     for long. fdatasync on this machine's disk takes 0.3-6 ms under load.
+
 // The database file's own syncs (at checkpoints) and the one-time sync of
 // the directory after the WAL is created stay with "unix".
 //
@@ -51,8 +53,9 @@ const (
 	// dozen 4 KiB messages is about 90 frames, 370 KiB.
 	walBufSize = 512 << 10
 	// fastCall: a WAL write or sync quicker than this lets the next one
-	// skip the scheduler.
-	fastCall = 2 * time.Millisecond
+	// skip the scheduler. With 2 ms, half the syncs under load went the
+	// ordinary way, and each hand-off restarted the runtime's polling.
+	fastCall = 10 * time.Millisecond
 )
 
 // walFile is what the VFS appends to each file "unix" opens (SQLite sizes
