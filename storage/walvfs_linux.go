@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64 || loong64 || ppc64le || riscv64 || s390x)
+
 package storage
 
 import (
@@ -22,11 +24,16 @@ import (
 //     out before anything that could look at the file (a read, its size, a
 //     truncation, a file control, closing) and before the write that
 //     completes a commit frame returns, so a commit's frames are all in the
-//     file before SQLite syncs it or tells a reader about them, whatever
-//     PRAGMA synchronous says. Frames of a transaction that spills out of
-//     the page cache may wait in the buffer; only this connection can read
-//     them, and its reads flush first.
-//
+//     file before SQLite syncs it or tells a reader about them. What a
+//     transaction that spilled out of the page cache and then rolled back
+//     left in the buffer is written before the connection gives up the
+//     WAL's write lock (xShmLock on its database file), so it can never
+//     land on frames another connection writes after it; anything still
+//     held when SQLite publishes a commit in the WAL index (xShmBarrier)
+//     is written first too, which matters only below synchronous=FULL.
+//     A WAL whose file does not report powersafe overwrite (SQLite then
+//     pads and syncs in the middle of a frame) is left to "unix".
+
 //  2. The WAL's syncs, and the writes of the buffer, are system calls of
 //     our own. While the last one took less than fastCall, they are made
 //     without telling Go's scheduler: the runtime would otherwise hand the
@@ -58,26 +65,37 @@ const (
 	fastCall = 10 * time.Millisecond
 )
 
-// walFile is what the VFS appends to each file "unix" opens (SQLite sizes
-// file objects by the VFS's szOsFile). Only a WAL file uses it.
-type walFile struct {
+// vfsFile is what the VFS appends to each file "unix" opens (SQLite sizes
+// file objects by the VFS's szOsFile). WAL files and main database files
+// use it; SQLite calls a file's methods from one connection at a time, so
+// a connection's database file and WAL, linked here, are never used at
+// once from two goroutines.
+type vfsFile struct {
 	real   uintptr // the io methods "unix" gave the file
-	buf    uintptr // walBufSize bytes of C memory, allocated at the first write
-	start  int64   // file offset of buf's first byte
-	n      int64   // bytes held in buf
-	commit int32   // the frame header just written starts a commit frame
+	link   uintptr // a WAL's database file; a database file's open WAL
+	buf    uintptr // WAL: walBufSize bytes of C memory, allocated at the first write
+	start  int64   // WAL: file offset of buf's first byte
+	n      int64   // WAL: bytes held in buf
+	commit int32   // WAL: the frame header just written starts a commit frame
+	failed int32   // WAL: a write at a barrier failed; the next sync says so
 }
 
 var (
 	vfsOnce sync.Once
 	vfsOK   bool
-	// unixSize is szOsFile of "unix": where a walFile starts.
+	// unixSize is szOsFile of "unix": where a vfsFile starts.
 	unixSize uintptr
-	// walMethods maps the method table "unix" gives a WAL file to ours,
-	// which is a copy of it with the methods below in place.
-	walMethodsMu sync.Mutex
-	walMethods   = map[uintptr]uintptr{}
+	// ourMethods maps a method table "unix" gives a file, and what the
+	// file is, to ours: a copy of it with the methods below in place.
+	ourMethodsMu sync.Mutex
+	ourMethods   = map[methodsKey]uintptr{}
+	dbTables     = map[uintptr]bool{} // our tables for database files
 )
+
+type methodsKey struct {
+	real uintptr
+	wal  bool
+}
 
 // registerVFS registers the VFS once and reports whether Open may name it.
 // Where it cannot be registered, Open uses SQLite's default VFS instead:
@@ -109,7 +127,7 @@ func registerVFS() bool {
 		*p = *u
 		p.FpNext = 0
 		p.FzName = zName
-		p.FszOsFile = int32(unixSize + unsafe.Sizeof(walFile{}))
+		p.FszOsFile = int32(unixSize + unsafe.Sizeof(vfsFile{}))
 		p.FpAppData = unix
 		*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&p.FxOpen)) = vfsOpen
 		vfsOK = sqlite3.Xsqlite3_vfs_register(tls, v, 0) == sqlite3.SQLITE_OK
@@ -117,59 +135,131 @@ func registerVFS() bool {
 	return vfsOK
 }
 
-// vfsOpen opens the file with "unix" and, for a WAL, puts our methods in
-// front of its own.
+// vfsOpen opens the file with "unix" and, for a main database file or its
+// WAL, puts our methods in front of its own.
 func vfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
 	unix := (*sqlite3.Tsqlite3_vfs)(cptr(pVfs)).FpAppData
 	open := *(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&(*sqlite3.Tsqlite3_vfs)(cptr(unix)).FxOpen))
 	rc := open(tls, unix, zName, pFile, flags, pOutFlags)
 	base := (*sqlite3.Tsqlite3_file)(cptr(pFile))
-	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 || base.FpMethods == 0 {
+	if rc != sqlite3.SQLITE_OK || base.FpMethods == 0 {
 		return rc
 	}
-	m := methodsFor(tls, base.FpMethods)
-	if m == 0 {
-		return rc // out of memory: this WAL is written the ordinary way
+	real := base.FpMethods
+	switch {
+	case flags&sqlite3.SQLITE_OPEN_MAIN_DB != 0:
+		if m := methodsFor(tls, real, false); m != 0 {
+			*ext(pFile) = vfsFile{real: real}
+			base.FpMethods = m
+		}
+	case flags&sqlite3.SQLITE_OPEN_WAL != 0:
+		// Without its database file's locks to write the buffer at, or
+		// without powersafe overwrite, the WAL is written the ordinary way.
+		db := sqlite3.Xsqlite3_database_file_object(tls, zName)
+		if db == 0 || !isOurDB(db) || !powersafe(tls, pFile, real) {
+			return rc
+		}
+		if m := methodsFor(tls, real, true); m != 0 {
+			*ext(pFile) = vfsFile{real: real, link: db}
+			ext(db).link = pFile
+			base.FpMethods = m
+		}
 	}
-	w := wal(pFile)
-	*w = walFile{real: base.FpMethods}
-	base.FpMethods = m
-	return rc
+	return rc // out of memory for a method table: "unix" as it is
 }
 
-// methodsFor returns our copy of the method table real, made on first use.
-func methodsFor(tls *libc.TLS, real uintptr) uintptr {
-	walMethodsMu.Lock()
-	defer walMethodsMu.Unlock()
-	if m, ok := walMethods[real]; ok {
+func isOurDB(pFile uintptr) bool {
+	ourMethodsMu.Lock()
+	defer ourMethodsMu.Unlock()
+	return dbTables[(*sqlite3.Tsqlite3_file)(cptr(pFile)).FpMethods]
+}
+
+func powersafe(tls *libc.TLS, pFile, real uintptr) bool {
+	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&(*sqlite3.Tsqlite3_io_methods)(cptr(real)).FxDeviceCharacteristics))
+	return f(tls, pFile)&sqlite3.SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
+}
+
+// methodsFor returns our copy of the method table real, for a WAL or for a
+// database file, made on first use.
+func methodsFor(tls *libc.TLS, real uintptr, wal bool) uintptr {
+	ourMethodsMu.Lock()
+	defer ourMethodsMu.Unlock()
+	key := methodsKey{real, wal}
+	if m, ok := ourMethods[key]; ok {
 		return m
+	}
+	r := (*sqlite3.Tsqlite3_io_methods)(cptr(real))
+	if !wal && (r.FiVersion < 2 || r.FxShmLock == 0 || r.FxShmBarrier == 0) {
+		return 0 // no shared memory: no WAL to look after
 	}
 	m := libc.Xcalloc(tls, 1, sqlite3.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_io_methods{})))
 	if m == 0 {
 		return 0
 	}
 	t := (*sqlite3.Tsqlite3_io_methods)(cptr(m))
-	*t = *(*sqlite3.Tsqlite3_io_methods)(cptr(real))
-	*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&t.FxClose)) = walClose
-	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxRead)) = walRead
-	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxWrite)) = walWrite
-	*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&t.FxTruncate)) = walTruncate
-	*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&t.FxSync)) = walSync
-	*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&t.FxFileSize)) = walFileSize
-	*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&t.FxFileControl)) = walFileControl
-	walMethods[real] = m
+	*t = *r
+	if wal {
+		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&t.FxClose)) = walClose
+		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxRead)) = walRead
+		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&t.FxWrite)) = walWrite
+		*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&t.FxTruncate)) = walTruncate
+		*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&t.FxSync)) = walSync
+		*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&t.FxFileSize)) = walFileSize
+		*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&t.FxFileControl)) = walFileControl
+	} else {
+		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&t.FxClose)) = dbClose
+		*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&t.FxShmLock)) = dbShmLock
+		*(*func(*libc.TLS, uintptr))(unsafe.Pointer(&t.FxShmBarrier)) = dbShmBarrier
+		dbTables[m] = true
+	}
+	ourMethods[key] = m
 	return m
 }
 
-func wal(pFile uintptr) *walFile { return (*walFile)(cptr(pFile + unixSize)) }
+// dbShmLock writes out the WAL buffer before the connection gives up the
+// WAL's write lock: what is left there then is a rolled-back transaction's
+// spill, which must reach the file before another writer can append.
+func dbShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
+	const walWriteLock = 0 // WAL_WRITE_LOCK in wal.c
+	if w := ext(pFile).link; w != 0 && flags&sqlite3.SQLITE_SHM_UNLOCK != 0 && ofst <= walWriteLock && walWriteLock < ofst+n {
+		flush(tls, w) // it only ever holds frames no commit includes
+	}
+	f := *(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxShmLock))
+	return f(tls, pFile, ofst, n, flags)
+}
 
-func realMethods(w *walFile) *sqlite3.Tsqlite3_io_methods {
+// dbShmBarrier writes out the WAL buffer before SQLite publishes a new WAL
+// index header. Under synchronous=FULL the commit's sync has emptied it
+// already; below, a failure here is reported by the WAL's next sync.
+func dbShmBarrier(tls *libc.TLS, pFile uintptr) {
+	if w := ext(pFile).link; w != 0 {
+		if rc := flush(tls, w); rc != sqlite3.SQLITE_OK {
+			ext(w).failed = rc
+		}
+	}
+	f := *(*func(*libc.TLS, uintptr))(unsafe.Pointer(&realMethods(ext(pFile)).FxShmBarrier))
+	f(tls, pFile)
+}
+
+func dbClose(tls *libc.TLS, pFile uintptr) int32 {
+	e := ext(pFile)
+	if e.link != 0 {
+		ext(e.link).link = 0
+		e.link = 0
+	}
+	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&realMethods(e).FxClose))
+	return f(tls, pFile)
+}
+
+func ext(pFile uintptr) *vfsFile { return (*vfsFile)(cptr(pFile + unixSize)) }
+
+func realMethods(w *vfsFile) *sqlite3.Tsqlite3_io_methods {
 	return (*sqlite3.Tsqlite3_io_methods)(cptr(w.real))
 }
 
 // realWrite is "unix"'s xWrite: it loops over short writes and reports a
 // full disk as SQLITE_FULL.
-func realWrite(tls *libc.TLS, w *walFile, pFile, buf uintptr, n int32, off int64) int32 {
+func realWrite(tls *libc.TLS, w *vfsFile, pFile, buf uintptr, n int32, off int64) int32 {
 	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(w).FxWrite))
 	return f(tls, pFile, buf, n, off)
 }
@@ -182,7 +272,7 @@ func realWrite(tls *libc.TLS, w *walFile, pFile, buf uintptr, n int32, off int64
 // (seekAndWriteFd), so it takes a write of exactly 128 KiB, or of a
 // multiple, for a full disk.
 func flush(tls *libc.TLS, pFile uintptr) int32 {
-	w := wal(pFile)
+	w := ext(pFile)
 	if w.n == 0 {
 		return sqlite3.SQLITE_OK
 	}
@@ -207,7 +297,7 @@ func flush(tls *libc.TLS, pFile uintptr) int32 {
 }
 
 func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
-	w := wal(pFile)
+	w := ext(pFile)
 	if w.n > 0 && (iOfst != w.start+w.n || w.n+int64(iAmt) > walBufSize) {
 		if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 			return rc
@@ -247,7 +337,7 @@ func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 
 	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxRead))
+	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxRead))
 	return f(tls, pFile, zBuf, iAmt, iOfst)
 }
 
@@ -255,7 +345,7 @@ func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
 	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	f := *(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxTruncate))
+	f := *(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxTruncate))
 	return f(tls, pFile, size)
 }
 
@@ -263,7 +353,7 @@ func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
 	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	f := *(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxFileSize))
+	f := *(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxFileSize))
 	return f(tls, pFile, pSize)
 }
 
@@ -271,13 +361,17 @@ func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 
 	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	f := *(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxFileControl))
+	f := *(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxFileControl))
 	return f(tls, pFile, op, pArg)
 }
 
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	rc := flush(tls, pFile)
-	w := wal(pFile)
+	w := ext(pFile)
+	if w.link != 0 {
+		ext(w.link).link = 0
+		w.link = 0
+	}
 	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&realMethods(w).FxClose))
 	if rc2 := f(tls, pFile); rc == sqlite3.SQLITE_OK {
 		rc = rc2
@@ -293,10 +387,15 @@ func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
+	if e := ext(pFile); e.failed != 0 {
+		rc := e.failed
+		e.failed = 0
+		return rc
+	}
 	u := (*sqlite3.TunixFile)(cptr(pFile))
 	if u.FctrlFlags&sqlite3.UNIXFILE_DIRSYNC != 0 {
 		// The first sync of a new WAL also syncs its directory.
-		f := *(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&realMethods(wal(pFile)).FxSync))
+		f := *(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&realMethods(ext(pFile)).FxSync))
 		return f(tls, pFile, flags)
 	}
 	if err := fdatasync(uintptr(u.Fh)); err != nil {
