@@ -14,14 +14,15 @@ import (
 )
 
 // The "postroom" VFS: SQLite's own unix VFS, with two changes to how the
-// write-ahead log is written and synced. Nothing else differs; the database
-// file, its journals and the shared-memory index go untouched to "unix".
+// write-ahead log is written and synced. Everything else goes to "unix" as
+// it is; of a main database file only the locks on its shared-memory index
+// are looked at, to know when its WAL must be written out (below).
 //
 //  1. SQLite writes each WAL frame as two pwrite calls, its 24-byte header
 //     and then the page, so a group commit of 90 pages made 180 system
 //     calls. The WAL file here gathers writes that continue one another in
-//     a buffer and hands them to "unix" as one write. The buffer is written
-//     out before anything that could look at the file (a read, its size, a
+//     a buffer and writes them with one pwrite. The buffer is written out
+//     before anything that could look at the file (a read, its size, a
 //     truncation, a file control, closing) and before the write that
 //     completes a commit frame returns, so a commit's frames are all in the
 //     file before SQLite syncs it or tells a reader about them. What a
@@ -33,7 +34,7 @@ import (
 //     is written first too, which matters only below synchronous=FULL.
 //     A WAL whose file does not report powersafe overwrite (SQLite then
 //     pads and syncs in the middle of a frame) is left to "unix".
-
+//
 //  2. The WAL's syncs, and the writes of the buffer, are system calls of
 //     our own. While the last one took less than fastCall, they are made
 //     without telling Go's scheduler: the runtime would otherwise hand the
@@ -44,7 +45,7 @@ import (
 //     waits for the call; a call slower than fastCall switches to the
 //     ordinary, scheduler-aware one, so a slow disk holds a P at most once
 //     for long. fdatasync on this machine's disk takes 0.3-6 ms under load.
-
+//
 // The database file's own syncs (at checkpoints) and the one-time sync of
 // the directory after the WAL is created stay with "unix".
 //
@@ -257,8 +258,9 @@ func realMethods(w *vfsFile) *sqlite3.Tsqlite3_io_methods {
 	return (*sqlite3.Tsqlite3_io_methods)(cptr(w.real))
 }
 
-// realWrite is "unix"'s xWrite: it loops over short writes and reports a
-// full disk as SQLITE_FULL.
+// realWrite is "unix"'s xWrite, for a write SQLite made that is not held:
+// at most a frame header or a page (64 KiB), which its 17-bit length mask
+// (see flush) lets through.
 func realWrite(tls *libc.TLS, w *vfsFile, pFile, buf uintptr, n int32, off int64) int32 {
 	f := *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&realMethods(w).FxWrite))
 	return f(tls, pFile, buf, n, off)
