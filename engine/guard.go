@@ -48,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -132,6 +133,8 @@ type guardConn struct {
 	buf   []byte
 	ready int
 	store []byte // buf's backing array, reused
+	// reading is 1 while Read runs and 2 once Close has given store back.
+	reading atomic.Int32
 
 	mu       sync.Mutex
 	tlsConn  *tls.Conn // once TLS is on: what is read and written
@@ -239,10 +242,14 @@ func guardOf(c net.Conn) *guardConn {
 // Read hands go-smtp checked bytes: one whole command line at a time in
 // command mode, content up to its end in DATA or a chunk.
 func (g *guardConn) Read(p []byte) (n int, err error) {
+	if !g.reading.CompareAndSwap(0, 1) {
+		return 0, net.ErrClosed
+	}
 	defer func() {
 		if err != nil {
 			g.releaseBuf()
 		}
+		g.reading.Store(0)
 	}()
 	for {
 		g.mu.Lock()
@@ -281,15 +288,28 @@ const readBufSize = 16 << 10
 var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
 
 // releaseBuf gives the read buffer back once Read has failed (the client
-// left, a timeout, the connection poisoned). Only the goroutine that reads
-// touches buf and store, so nothing uses the buffer after this; a Read
-// after all takes a fresh one. Whatever was unread goes with it: after a
-// failed Read there is nothing left to hand out.
+// left, a timeout, the connection poisoned) or the connection is closed.
+// Only one goroutine at a time touches buf and store (a Read, or Close
+// when no Read runs), so nothing uses the buffer after this; a Read after
+// all takes a fresh one. Whatever was unread goes with it: after a failed
+// Read there is nothing left to hand out.
 func (g *guardConn) releaseBuf() {
 	if cap(g.store) == readBufSize {
 		readBufs.Put((*[readBufSize]byte)(g.store[:readBufSize]))
 	}
 	g.store, g.buf, g.ready = nil, nil, 0
+}
+
+// Close closes the connection and gives the read buffer back: go-smtp
+// reads no more after QUIT, so a failed Read would never come to do it. A
+// Read under way in another goroutine keeps the buffer; the closed
+// connection fails it, and it gives the buffer back itself.
+func (g *guardConn) Close() error {
+	err := g.Conn.Close()
+	if g.reading.CompareAndSwap(0, 2) {
+		g.releaseBuf()
+	}
+	return err
 }
 
 // consume drops n handed-out bytes from the front of buf.
