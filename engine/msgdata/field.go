@@ -71,23 +71,17 @@ func (f *FieldFilter) Write(p []byte) (int, error) {
 		return 0, f.err
 	}
 	f.out = f.out[:0]
-	for i := 0; i < len(p); i++ {
-		if f.inBody {
-			if len(f.out) == 0 {
-				// The body passes as it is, without a copy.
-				if _, err := f.dst.Write(p[i:]); err != nil {
-					f.err = err
-					return 0, err
-				}
-				return len(p), nil
-			}
-			f.out = append(f.out, p[i:]...)
-			break
-		}
+	i := 0
+	for ; i < len(p) && !f.inBody; i++ {
 		f.step(p[i])
 	}
-	if len(f.out) > 0 {
-		if _, err := f.dst.Write(f.out); err != nil {
+	// The header's bytes as filtered, then the body as it is, without a
+	// copy.
+	for _, b := range [2][]byte{f.out, p[i:]} {
+		if len(b) == 0 {
+			continue
+		}
+		if _, err := f.dst.Write(b); err != nil {
 			f.err = err
 			return 0, err
 		}
