@@ -72,7 +72,7 @@ const (
 // a connection's database file and WAL, linked here, are never used at
 // once from two goroutines.
 type vfsFile struct {
-	real   uintptr // the io methods "unix" gave the file
+	unixIO uintptr // the io methods "unix" gave the file
 	link   uintptr // a WAL's database file; a database file's open WAL
 	buf    uintptr // WAL: walBufSize bytes of C memory, allocated at the first write
 	start  int64   // WAL: file offset of buf's first byte
@@ -94,8 +94,8 @@ var (
 )
 
 type methodsKey struct {
-	real uintptr
-	wal  bool
+	unixIO uintptr
+	wal    bool
 }
 
 // registerVFS registers the VFS once and reports whether Open may name it.
@@ -146,27 +146,27 @@ func vfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 	if rc != sqlite3.SQLITE_OK || base.FpMethods == 0 {
 		return rc
 	}
-	real := base.FpMethods
+	unixIO := base.FpMethods
 	switch {
 	case flags&sqlite3.SQLITE_OPEN_MAIN_DB != 0:
-		if m := methodsFor(tls, real, false); m != 0 {
-			*ext(pFile) = vfsFile{real: real}
+		if m := methodsFor(tls, unixIO, false); m != 0 {
+			*ext(pFile) = vfsFile{unixIO: unixIO}
 			base.FpMethods = m
 		}
 	case flags&sqlite3.SQLITE_OPEN_WAL != 0:
 		// Without its database file's locks to write the buffer at, or
 		// without powersafe overwrite, the WAL is written the ordinary way.
 		db := sqlite3.Xsqlite3_database_file_object(tls, zName)
-		if db == 0 || !isOurDB(db) || !powersafe(tls, pFile, real) {
+		if db == 0 || !isOurDB(db) || !powersafe(tls, pFile, unixIO) {
 			return rc
 		}
-		if m := methodsFor(tls, real, true); m != 0 {
-			*ext(pFile) = vfsFile{real: real, link: db}
+		if m := methodsFor(tls, unixIO, true); m != 0 {
+			*ext(pFile) = vfsFile{unixIO: unixIO, link: db}
 			ext(db).link = pFile
 			base.FpMethods = m
 		}
 	}
-	return rc // out of memory for a method table: "unix" as it is
+	return rc // a file without a table of ours (or out of memory): "unix" as it is
 }
 
 func isOurDB(pFile uintptr) bool {
@@ -175,21 +175,21 @@ func isOurDB(pFile uintptr) bool {
 	return dbTables[(*sqlite3.Tsqlite3_file)(cptr(pFile)).FpMethods]
 }
 
-func powersafe(tls *libc.TLS, pFile, real uintptr) bool {
-	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&(*sqlite3.Tsqlite3_io_methods)(cptr(real)).FxDeviceCharacteristics))
+func powersafe(tls *libc.TLS, pFile, unixIO uintptr) bool {
+	f := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&(*sqlite3.Tsqlite3_io_methods)(cptr(unixIO)).FxDeviceCharacteristics))
 	return f(tls, pFile)&sqlite3.SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
 }
 
-// methodsFor returns our copy of the method table real, for a WAL or for a
-// database file, made on first use.
-func methodsFor(tls *libc.TLS, real uintptr, wal bool) uintptr {
+// methodsFor returns our copy of the method table unixIO, for a WAL or for
+// a database file, made on first use.
+func methodsFor(tls *libc.TLS, unixIO uintptr, wal bool) uintptr {
 	ourMethodsMu.Lock()
 	defer ourMethodsMu.Unlock()
-	key := methodsKey{real, wal}
+	key := methodsKey{unixIO, wal}
 	if m, ok := ourMethods[key]; ok {
 		return m
 	}
-	r := (*sqlite3.Tsqlite3_io_methods)(cptr(real))
+	r := (*sqlite3.Tsqlite3_io_methods)(cptr(unixIO))
 	if !wal && (r.FiVersion < 2 || r.FxShmLock == 0 || r.FxShmBarrier == 0) {
 		return 0 // no shared memory: no WAL to look after
 	}
@@ -255,7 +255,7 @@ func dbClose(tls *libc.TLS, pFile uintptr) int32 {
 func ext(pFile uintptr) *vfsFile { return (*vfsFile)(cptr(pFile + unixSize)) }
 
 func realMethods(w *vfsFile) *sqlite3.Tsqlite3_io_methods {
-	return (*sqlite3.Tsqlite3_io_methods)(cptr(w.real))
+	return (*sqlite3.Tsqlite3_io_methods)(cptr(w.unixIO))
 }
 
 // realWrite is "unix"'s xWrite, for a write SQLite made that is not held:
