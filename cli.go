@@ -261,6 +261,7 @@ func cmdServe(args []string, std stdio) error {
 	// is safe in the queue and its claims are released at the next start.
 	stop()
 	log.Info("stopping (signal received); a second signal stops at once")
+	lw.Flush() // a second signal ends the process before the log writer would
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return eng.Shutdown(shutdownCtx)
